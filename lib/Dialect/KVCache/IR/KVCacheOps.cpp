@@ -1,0 +1,481 @@
+//===- KVCacheOps.cpp - kvcache operations --------------------------------===//
+//
+// Verifiers and canonicalizations of the kvcache operations. Every verifier
+// branch has a case in test/Dialect/KVCache/invalid.mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kvmerge/Dialect/KVCache/IR/KVCache.h"
+
+#include "mlir/Dialect/Tensor/Utils/Utils.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/PatternMatch.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace kvmerge::kvcache;
+
+//===----------------------------------------------------------------------===//
+// Custom directives
+//===----------------------------------------------------------------------===//
+
+/// `budget` | `threshold`, without the attribute's `#kvcache.mode<>` wrapper.
+static ParseResult parseMergeMode(OpAsmParser &parser, MergeModeAttr &mode) {
+  StringRef keyword;
+  SMLoc loc = parser.getCurrentLocation();
+  if (parser.parseKeyword(&keyword))
+    return failure();
+  std::optional<MergeMode> parsed = symbolizeMergeMode(keyword);
+  if (!parsed)
+    return parser.emitError(loc, "unknown mode '")
+           << keyword << "', expected 'budget' or 'threshold'";
+  mode = MergeModeAttr::get(parser.getContext(), *parsed);
+  return success();
+}
+
+static void printMergeMode(OpAsmPrinter &printer, Operation *,
+                           MergeModeAttr mode) {
+  printer << stringifyMergeMode(mode.getValue());
+}
+
+#define GET_OP_CLASSES
+#include "kvmerge/Dialect/KVCache/IR/KVCacheOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Shape helpers
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Checks ranked-tensor shapes against an expected shape where `kDynamic`
+/// entries of either side match anything, and reports the first mismatch as
+/// "<what> must have shape [...] (<names>), got [...]".
+struct ShapeChecker {
+  Operation *op;
+
+  static bool dimsMatch(int64_t a, int64_t b) {
+    return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+  }
+
+  static std::string dimsToString(ArrayRef<int64_t> dims) {
+    std::string s = "[";
+    llvm::raw_string_ostream os(s);
+    llvm::interleave(
+        dims, os,
+        [&](int64_t d) {
+          if (ShapedType::isDynamic(d))
+            os << "?";
+          else
+            os << d;
+        },
+        ", ");
+    os << "]";
+    return s;
+  }
+
+  LogicalResult check(Type type, StringRef what, StringRef names,
+                      ArrayRef<int64_t> expected) const {
+    auto shaped = cast<RankedTensorType>(type);
+    if (shaped.getRank() != static_cast<int64_t>(expected.size()))
+      return op->emitOpError()
+             << what << " must have rank " << expected.size() << " "
+             << names << ", got rank " << shaped.getRank();
+    for (auto [got, want] : llvm::zip(shaped.getShape(), expected))
+      if (!dimsMatch(got, want))
+        return op->emitOpError()
+               << what << " must have shape " << dimsToString(expected) << " "
+               << names << ", got " << dimsToString(shaped.getShape());
+    return success();
+  }
+
+  LogicalResult checkRank(Type type, StringRef what, StringRef names,
+                          int64_t rank) const {
+    SmallVector<int64_t> any(rank, ShapedType::kDynamic);
+    return check(type, what, names, any);
+  }
+};
+
+/// Dimension `i` of a ranked tensor value.
+int64_t dim(Value v, unsigned i) {
+  return cast<RankedTensorType>(v.getType()).getDimSize(i);
+}
+int64_t dim(Type t, unsigned i) {
+  return cast<RankedTensorType>(t).getDimSize(i);
+}
+
+/// Verifies the (keys, values, scores) triple of one layer's cache and
+/// returns {Hkv, L}.
+FailureOr<std::pair<int64_t, int64_t>>
+verifyCache(const ShapeChecker &c, Value keys, Value values, Value scores) {
+  if (failed(c.checkRank(keys.getType(), "keys", "[Hkv, L, D]", 3)) ||
+      failed(c.checkRank(values.getType(), "values", "[Hkv, L, Dv]", 3)))
+    return failure();
+  int64_t h = dim(keys, 0), l = dim(keys, 1);
+  if (!ShapeChecker::dimsMatch(h, dim(values, 0)) ||
+      !ShapeChecker::dimsMatch(l, dim(values, 1)))
+    return c.op->emitOpError()
+           << "keys and values must agree on KV heads and tokens, got keys "
+           << ShapeChecker::dimsToString(
+                  cast<RankedTensorType>(keys.getType()).getShape())
+           << " and values "
+           << ShapeChecker::dimsToString(
+                  cast<RankedTensorType>(values.getType()).getShape());
+  if (scores && failed(c.check(scores.getType(), "scores", "[Hkv, L]", {h, l})))
+    return failure();
+  return std::make_pair(h, l);
+}
+
+/// Verifies a slot map `[Hkv, L] i32` and its lengths `[Hkv] i32`.
+LogicalResult verifySlotMap(const ShapeChecker &c, Type slots, Type lengths,
+                            int64_t h, int64_t l) {
+  if (failed(c.check(slots, "slot map", "[Hkv, L]", {h, l})) ||
+      failed(c.check(lengths, "lengths", "[Hkv]", {h})))
+    return failure();
+  return success();
+}
+
+/// Verifies a compressed cache of capacity `b` (dynamic allowed).
+LogicalResult verifyCompressed(const ShapeChecker &c, Value keys, Value values,
+                               Type outKeys, Type outValues, Type positions,
+                               Type counts, Type scores, int64_t h) {
+  int64_t b = dim(outKeys, 1);
+  if (failed(c.check(outKeys, "compressed keys", "[Hkv, B, D]",
+                     {h, ShapedType::kDynamic, dim(keys, 2)})))
+    return failure();
+  b = ShapedType::isDynamic(b) ? dim(outValues, 1) : b;
+  if (failed(c.check(outValues, "compressed values", "[Hkv, B, Dv]",
+                     {h, b, dim(values, 2)})))
+    return failure();
+  if (failed(c.check(positions, "positions", "[Hkv, B]", {h, b})) ||
+      failed(c.check(counts, "counts", "[Hkv, B]", {h, b})) ||
+      failed(c.check(scores, "compressed scores", "[Hkv, B]", {h, b})))
+    return failure();
+  auto elt = [](Type t) { return cast<RankedTensorType>(t).getElementType(); };
+  if (elt(outKeys) != elt(keys.getType()) ||
+      elt(outValues) != elt(values.getType()))
+    return c.op->emitOpError()
+           << "compressed keys/values must keep the cache element types ("
+           << elt(keys.getType()) << ", " << elt(values.getType())
+           << "), got " << elt(outKeys) << ", " << elt(outValues);
+  return success();
+}
+
+LogicalResult verifyEps(Operation *op, double eps) {
+  if (!(eps >= -1.0 && eps <= 1.0))
+    return op->emitOpError()
+           << "'eps' is a cosine similarity and must be in [-1, 1], got "
+           << formatNumber(eps);
+  return success();
+}
+
+LogicalResult verifyScale(Operation *op, std::optional<double> scale) {
+  if (scale && !(*scale > 0.0 && std::isfinite(*scale)))
+    return op->emitOpError() << "'scale' must be a finite positive number, got "
+                             << formatNumber(*scale);
+  return success();
+}
+
+/// Hq must be a multiple of Hkv (GQA); reports otherwise.
+LogicalResult verifyGroups(Operation *op, int64_t hq, int64_t hkv) {
+  if (!ShapedType::isDynamic(hq) && !ShapedType::isDynamic(hkv) &&
+      (hkv == 0 || hq % hkv != 0))
+    return op->emitOpError() << "number of query heads (" << hq
+                             << ") must be a multiple of the number of KV "
+                                "heads ("
+                             << hkv << ")";
+  return success();
+}
+
+LogicalResult verifyHeadDim(Operation *op, int64_t dq, int64_t dk) {
+  if (!ShapeChecker::dimsMatch(dq, dk))
+    return op->emitOpError() << "head-dim mismatch between queries (" << dq
+                             << ") and keys (" << dk << ")";
+  return success();
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// SimilarityOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SimilarityOp::verify() {
+  ShapeChecker c{*this};
+  if (failed(c.checkRank(getKeys().getType(), "keys", "[Hkv, L, D]", 3)))
+    return failure();
+  int64_t l = dim(getKeys(), 1);
+  if (l == 0)
+    return emitOpError() << "needs at least one token, got L = 0";
+  int64_t links = ShapedType::isDynamic(l) ? l : l - 1;
+  return c.check(getResult().getType(), "result", "[Hkv, L - 1]",
+                 {dim(getKeys(), 0), links});
+}
+
+//===----------------------------------------------------------------------===//
+// MergeSetsOp / SelectSetsOp
+//===----------------------------------------------------------------------===//
+
+/// Shared by merge_sets and select_sets: the slot map covers `l` tokens and
+/// the kept regions fit into a static length.
+static LogicalResult verifySetsOp(Operation *op, Type slots, Type lengths,
+                                  int64_t h, int64_t l, int64_t sink,
+                                  int64_t recent) {
+  ShapeChecker c{op};
+  if (failed(verifySlotMap(c, slots, lengths, h, l)))
+    return failure();
+  if (!ShapedType::isDynamic(l) && sink + recent > l)
+    return op->emitOpError() << "sink (" << sink << ") + recent (" << recent
+                             << ") exceed the " << l << " tokens of the cache";
+  return success();
+}
+
+LogicalResult MergeSetsOp::verify() {
+  ShapeChecker c{*this};
+  if (failed(c.checkRank(getSimilarity().getType(), "similarity",
+                         "[Hkv, L - 1]", 2)))
+    return failure();
+  if (getMiddle() < 1)
+    return emitOpError() << "'middle' must be at least 1 slot, got "
+                         << getMiddle();
+  if (failed(verifyEps(*this, getEps().convertToDouble())))
+    return failure();
+  int64_t links = dim(getSimilarity(), 1);
+  int64_t l = ShapedType::isDynamic(links) ? links : links + 1;
+  return verifySetsOp(*this, getSlots().getType(), getLengths().getType(),
+                      dim(getSimilarity(), 0), l, getSink(), getRecent());
+}
+
+LogicalResult SelectSetsOp::verify() {
+  ShapeChecker c{*this};
+  if (failed(c.checkRank(getScores().getType(), "scores", "[Hkv, L]", 2)))
+    return failure();
+  return verifySetsOp(*this, getSlots().getType(), getLengths().getType(),
+                      dim(getScores(), 0), dim(getScores(), 1), getSink(),
+                      getRecent());
+}
+
+//===----------------------------------------------------------------------===//
+// MergeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult MergeOp::verify() {
+  ShapeChecker c{*this};
+  FailureOr<std::pair<int64_t, int64_t>> hl =
+      verifyCache(c, getKeys(), getValues(), getScores());
+  if (failed(hl))
+    return failure();
+  auto [h, l] = *hl;
+  if (failed(verifySlotMap(c, getSlots().getType(), getLengths().getType(), h,
+                           l)))
+    return failure();
+  return verifyCompressed(c, getKeys(), getValues(), getKeysInit().getType(),
+                          getValuesInit().getType(),
+                          getPositionsInit().getType(),
+                          getCountsInit().getType(), getScoresInit().getType(),
+                          h);
+}
+
+//===----------------------------------------------------------------------===//
+// AccumulatedScoresOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AccumulatedScoresOp::verify() {
+  ShapeChecker c{*this};
+  if (failed(c.checkRank(getQueries().getType(), "queries", "[Hq, L, D]", 3)) ||
+      failed(c.checkRank(getKeys().getType(), "keys", "[Hkv, L, D]", 3)))
+    return failure();
+  int64_t hq = dim(getQueries(), 0), hkv = dim(getKeys(), 0);
+  int64_t l = dim(getKeys(), 1);
+  if (failed(verifyGroups(*this, hq, hkv)) ||
+      failed(verifyHeadDim(*this, dim(getQueries(), 2), dim(getKeys(), 2))))
+    return failure();
+  if (!ShapeChecker::dimsMatch(dim(getQueries(), 1), l))
+    return emitOpError() << "queries and keys must cover the same tokens, got "
+                         << dim(getQueries(), 1) << " and " << l;
+  if (getWindow() && !ShapedType::isDynamic(l) && static_cast<int64_t>(*getWindow()) > l)
+    return emitOpError() << "observation window (" << *getWindow()
+                         << ") is longer than the " << l << " tokens";
+  if (failed(verifyScale(*this, getScale()
+                                    ? std::optional<double>(
+                                          getScale()->convertToDouble())
+                                    : std::nullopt)))
+    return failure();
+  return c.check(getResult().getType(), "result", "[Hkv, L]", {hkv, l});
+}
+
+//===----------------------------------------------------------------------===//
+// CompressOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CompressOp::verify() {
+  ShapeChecker c{*this};
+  FailureOr<std::pair<int64_t, int64_t>> hl =
+      verifyCache(c, getKeys(), getValues(), getScores());
+  if (failed(hl))
+    return failure();
+  auto [h, l] = *hl;
+  if (failed(verifyCompressed(c, getKeys(), getValues(),
+                              getCompressedKeys().getType(),
+                              getCompressedValues().getType(),
+                              getPositions().getType(), getCounts().getType(),
+                              getCompressedScores().getType(), h)) ||
+      failed(c.check(getLengths().getType(), "lengths", "[Hkv]", {h})))
+    return failure();
+
+  PolicyAttr policy = getPolicy();
+  int64_t capacity = dim(getCompressedKeys(), 1);
+  if (ShapedType::isDynamic(capacity))
+    return success();
+  if (policy.getKind() == PolicyKind::full) {
+    if (!ShapedType::isDynamic(l) && capacity != l)
+      return emitOpError() << "policy 'full' keeps all " << l
+                           << " tokens, but the result capacity is "
+                           << capacity << " slots";
+    return success();
+  }
+  if (std::optional<int64_t> slots = policy.getStaticBudget()) {
+    if (*slots > capacity)
+      return emitOpError() << "budget of " << *slots
+                           << " slots is larger than the result capacity ("
+                           << capacity << " slots)";
+    if (*slots < capacity)
+      return emitOpError() << "result capacity (" << capacity
+                           << " slots) must equal the budget of " << *slots
+                           << " slots";
+    return success();
+  }
+  if (ShapedType::isDynamic(l))
+    return success();
+  int64_t budget = policy.getBudget(l);
+  if (budget != capacity)
+    return emitOpError() << "ratio "
+                         << formatNumber(policy.getRatio()->convertToDouble())
+                         << " of " << l << " tokens is a budget of " << budget
+                         << " slots, but the result capacity is " << capacity
+                         << " slots";
+  if (policy.getKind() != PolicyKind::streaming && budget < l &&
+      policy.getSink() + policy.getRecentFor(budget) >= budget)
+    return emitOpError() << "budget of " << budget
+                         << " slots leaves no slot for the middle after sink ("
+                         << policy.getSink() << ") and recent ("
+                         << policy.getRecentFor(budget) << ")";
+  if (policy.getKind() == PolicyKind::streaming && policy.getSink() > budget)
+    return emitOpError() << "budget of " << budget
+                         << " slots is smaller than 'sink' ("
+                         << policy.getSink() << ")";
+  return success();
+}
+
+namespace {
+/// `compress` of a cache that already fits its budget (every `full` policy,
+/// or a static `L <= B`) is the identity, zero-padded to the capacity.
+struct FoldCompressWithinBudget : OpRewritePattern<CompressOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(CompressOp op,
+                                PatternRewriter &rewriter) const override {
+    auto keysType = cast<RankedTensorType>(op.getKeys().getType());
+    auto outType = cast<RankedTensorType>(op.getCompressedKeys().getType());
+    if (!keysType.hasStaticShape() || !outType.hasStaticShape() ||
+        !cast<RankedTensorType>(op.getValues().getType()).hasStaticShape())
+      return rewriter.notifyMatchFailure(op, "needs static shapes");
+    int64_t l = keysType.getDimSize(1);
+    int64_t capacity = outType.getDimSize(1);
+    if (op.getPolicy().getKind() != PolicyKind::full && l > capacity)
+      return rewriter.notifyMatchFailure(op, "cache exceeds its budget");
+
+    Location loc = op.getLoc();
+    auto pad = [&](Value v, Type resultType) -> Value {
+      auto rt = cast<RankedTensorType>(resultType);
+      if (v.getType() == rt)
+        return v;
+      Value zero = arith::ConstantOp::create(
+          rewriter, loc, rewriter.getZeroAttr(rt.getElementType()));
+      return tensor::createPadHighOp(rt, v, zero, /*nofold=*/false, loc,
+                                     rewriter);
+    };
+    // positions[h, s] = s < L ? s : 0 ; counts[h, s] = s < L ? 1 : 0.
+    auto slotMap = [&](Type resultType, bool isCount) -> Value {
+      if (isCount && capacity == l)
+        return arith::ConstantOp::create(
+            rewriter, loc,
+            DenseElementsAttr::get(cast<ShapedType>(resultType),
+                                   rewriter.getI32IntegerAttr(1).getValue()));
+      auto gen = tensor::GenerateOp::create(
+          rewriter, loc, resultType, ValueRange{},
+          [&](OpBuilder &b, Location nested, ValueRange ivs) {
+            Value s = ivs[1];
+            Value i32 = arith::IndexCastOp::create(b, nested, b.getI32Type(), s);
+            Value kept = isCount ? arith::ConstantIntOp::create(b, nested, 1, 32)
+                                       .getResult()
+                                 : i32;
+            if (capacity > l) {
+              Value zero = arith::ConstantIntOp::create(b, nested, 0, 32);
+              Value valid = arith::CmpIOp::create(
+                  b, nested, arith::CmpIPredicate::slt, s,
+                  arith::ConstantIndexOp::create(b, nested, l));
+              kept = arith::SelectOp::create(b, nested, valid, kept, zero);
+            }
+            tensor::YieldOp::create(b, nested, kept);
+          });
+      return gen.getResult();
+    };
+    auto lengthsType = cast<RankedTensorType>(op.getLengths().getType());
+    Value lengths = arith::ConstantOp::create(
+        rewriter, loc,
+        DenseElementsAttr::get(lengthsType,
+                               rewriter.getI32IntegerAttr(l).getValue()));
+    rewriter.replaceOp(
+        op, {pad(op.getKeys(), op.getCompressedKeys().getType()),
+             pad(op.getValues(), op.getCompressedValues().getType()),
+             slotMap(op.getPositions().getType(), /*isCount=*/false),
+             slotMap(op.getCounts().getType(), /*isCount=*/true),
+             pad(op.getScores(), op.getCompressedScores().getType()), lengths});
+    return success();
+  }
+};
+} // namespace
+
+void CompressOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                             MLIRContext *context) {
+  results.add<FoldCompressWithinBudget>(context);
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::verify() {
+  ShapeChecker c{*this};
+  if (failed(c.checkRank(getQuery().getType(), "query", "[Hq, Lq, D]", 3)))
+    return failure();
+  FailureOr<std::pair<int64_t, int64_t>> hs =
+      verifyCache(c, getKeys(), getValues(), Value());
+  if (failed(hs))
+    return failure();
+  auto [hkv, s] = *hs;
+  int64_t hq = dim(getQuery(), 0), lq = dim(getQuery(), 1);
+  if (failed(verifyGroups(*this, hq, hkv)) ||
+      failed(verifyHeadDim(*this, dim(getQuery(), 2), dim(getKeys(), 2))))
+    return failure();
+  if (getLengths() &&
+      failed(c.check(getLengths().getType(), "lengths", "[Hkv]", {hkv})))
+    return failure();
+  if (getCounts() &&
+      failed(c.check(getCounts().getType(), "counts", "[Hkv, S]", {hkv, s})))
+    return failure();
+  if (getCountBias() && !getCounts())
+    return emitOpError() << "'count_bias' needs a 'counts' operand";
+  if (failed(verifyScale(*this, getScale()
+                                    ? std::optional<double>(
+                                          getScale()->convertToDouble())
+                                    : std::nullopt)))
+    return failure();
+  if (getCausal() && !ShapedType::isDynamic(lq) && !ShapedType::isDynamic(s) &&
+      lq > s)
+    return emitOpError() << "causal attention of " << lq
+                         << " queries needs at least as many slots, got " << s;
+  return c.check(getInit().getType(), "output", "[Hq, Lq, Dv]",
+                 {hq, lq, dim(getValues(), 2)});
+}

@@ -1,0 +1,33 @@
+# -*- Python -*-
+# lit configuration of the kvmerge test suite (Debian's lit and FileCheck).
+
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "KVMERGE"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.kvmerge_obj_root, "test")
+config.excludes = ["CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py", "python", "data"]
+
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%shlibext", ".so"))
+config.substitutions.append(("%kvmerge_libs", config.kvmerge_libs_dir))
+
+llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
+llvm_config.use_default_substitutions()
+
+# The plugin test runs Debian's stock mlir-opt.
+config.substitutions.append(
+    ("%mlir_opt", os.path.join(config.mlir_tools_dir, "mlir-opt")))
+
+tool_dirs = [config.kvmerge_tools_dir, config.llvm_tools_dir]
+tools = ["kvmerge-opt"]
+llvm_config.add_tool_substitutions(tools, tool_dirs)
+
+if config.ptxas and os.path.exists(config.ptxas):
+    config.available_features.add("ptxas")
