@@ -1,0 +1,723 @@
+"""NumPy reference ("oracle") of the KVMerger contract in ``shared/spec/kvmerger.md``.
+
+Everything here is per layer; every KV head is independent.  Shapes:
+
+* ``keys``   ``[Hkv, L, D]``,  ``values`` ``[Hkv, L, Dv]``,  ``scores`` ``[Hkv, L]``
+* ``q``      ``[Hq, L, D]`` (prefill, :func:`accumulated_scores`) or ``[Hq, D]`` (decode,
+  :func:`attention`), with ``Hq = G * Hkv``; query head ``j`` uses KV head ``j // G``.
+
+Public entry points (fixed by the spec): :func:`compress`, :func:`attention`,
+:func:`accumulated_scores`.  Building blocks mirroring the compiler's dialect ops:
+:func:`adjacent_similarity`, :func:`merge_sets`, :func:`pivots`, :func:`gaussian_weights`,
+:func:`merge`.
+
+Numerics: f16 / bf16 / f32 inputs are computed in float32 (the "storage" modes); if any float input
+is float64 everything is computed in float64 (the "checking" mode).  Output keys / values are cast
+back to their input dtype (round-to-nearest-even).  Project choices beyond the spec are listed in
+``docs/reference.md``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+try:  # bfloat16 is optional at import time, but the project installs ml_dtypes.
+    import ml_dtypes
+
+    _BF16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover
+    _BF16 = None
+
+__all__ = [
+    "POLICIES",
+    "MODES",
+    "adjacent_similarity",
+    "merge_sets",
+    "pivots",
+    "gaussian_weights",
+    "merge",
+    "accumulated_scores",
+    "compress",
+    "attention",
+    "budget_from_ratio",
+]
+
+POLICIES = ("full", "streaming", "h2o", "kvmerger")
+MODES = ("budget", "threshold")
+SIGMA_MODES = ("auto", "paper")
+
+_FLOAT_DTYPES = tuple(
+    d for d in (np.dtype(np.float16), _BF16, np.dtype(np.float32), np.dtype(np.float64)) if d is not None
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------------------
+def _float_array(x, name: str, ndim: int | None = None) -> np.ndarray:
+    """``np.asarray(x)`` checked to be one of the supported float dtypes (and rank ``ndim``)."""
+    a = np.asarray(x)
+    if a.dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"{name}: unsupported dtype {a.dtype}; expected float16, bfloat16, float32 or float64"
+        )
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected a rank-{ndim} array, got shape {a.shape}")
+    return a
+
+
+def _score_array(x, name: str, ndim: int) -> np.ndarray:
+    """Scores may also be integers (e.g. counts); booleans and complex numbers are rejected."""
+    a = np.asarray(x)
+    if a.dtype not in _FLOAT_DTYPES and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(
+            f"{name}: unsupported dtype {a.dtype}; expected a float (f16/bf16/f32/f64) or integer array"
+        )
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a rank-{ndim} array, got shape {a.shape}")
+    return a
+
+
+def _compute_dtype(*arrays) -> np.dtype:
+    """float64 if any input is float64 (checking mode), else float32."""
+    for a in arrays:
+        if a is not None and a.dtype == np.float64:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _to_compute(a: np.ndarray, cd: np.dtype, name: str) -> np.ndarray:
+    c = np.asarray(a).astype(cd, copy=True)
+    if not np.all(np.isfinite(c)):
+        bad = np.argwhere(~np.isfinite(c))[0]
+        raise ValueError(f"{name}: contains NaN/Inf (first at index {tuple(int(i) for i in bad)}: {c[tuple(bad)]})")
+    return c
+
+
+def _int_arg(v, name: str, minimum: int | None = None) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
+        raise ValueError(f"{name}: expected an integer, got {v!r}")
+    v = int(v)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {v}")
+    return v
+
+
+def _int_array(x, name: str, ndim: int) -> np.ndarray:
+    a = np.asarray(x)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name}: expected an integer array, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected a rank-{ndim} array, got shape {a.shape}")
+    return a.astype(np.int64)
+
+
+def _check_mode(mode) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode: unknown mode {mode!r}; expected one of {MODES}")
+    return mode
+
+
+def _check_eps(eps) -> float:
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"eps: expected a real number in [-1, 1], got {eps!r}")
+    e = float(eps)
+    if not (-1.0 <= e <= 1.0):  # also rejects NaN
+        raise ValueError(f"eps: must lie in [-1, 1], got {eps!r}")
+    return e
+
+
+def _check_sigma(sigma):
+    if isinstance(sigma, str):
+        if sigma not in SIGMA_MODES:
+            raise ValueError(f"sigma: unknown sigma mode {sigma!r}; expected 'auto', 'paper' or a positive number")
+        return sigma
+    if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"sigma: expected 'auto', 'paper' or a positive number, got {sigma!r}")
+    s = float(sigma)
+    if not (s > 0.0 and math.isfinite(s)):
+        raise ValueError(f"sigma: must be a positive finite number, got {sigma!r}")
+    return s
+
+
+def _check_key_magnitude(kc: np.ndarray, name: str) -> np.ndarray:
+    """Squared norms ``[H, L]``; raises if a (pairwise-difference) squared norm could overflow."""
+    n2 = np.einsum("...d,...d->...", kc, kc)
+    limit = np.finfo(kc.dtype).max / 4  # ||a - b||^2 <= 4 max(||a||^2, ||b||^2)
+    if kc.size and not np.all(n2 <= limit):
+        bad = np.argwhere(~(n2 <= limit))[0]
+        raise ValueError(
+            f"{name}: squared key norm {n2[tuple(bad)]} at {tuple(int(i) for i in bad)} overflows "
+            f"{kc.dtype} (keys this large are out of scope)"
+        )
+    return n2
+
+
+def _check_slot(slot, lengths, L: int, H: int, capacity: int | None = None):
+    """Validate a slot map: ``slot [H, L]`` starts at 0, steps by 0 or 1; ``lengths = max + 1``."""
+    s = _int_array(slot, "slot", 2)
+    if s.shape != (H, L):
+        raise ValueError(f"slot: expected shape {(H, L)}, got {s.shape}")
+    n = _int_array(lengths, "lengths", 1)
+    if n.shape != (H,):
+        raise ValueError(f"lengths: expected shape {(H,)}, got {n.shape}")
+    if L == 0:
+        raise ValueError("slot: needs at least one token (L >= 1)")
+    if np.any(s[:, 0] != 0):
+        raise ValueError(f"slot: every head must start at slot 0, got {s[:, 0].tolist()}")
+    d = np.diff(s, axis=1)
+    if np.any((d != 0) & (d != 1)):
+        raise ValueError("slot: must be non-decreasing in steps of 0 or 1 (consecutive runs)")
+    if np.any(n != s[:, -1] + 1):
+        raise ValueError(f"lengths: must equal max(slot) + 1 per head, got {n.tolist()} vs {(s[:, -1] + 1).tolist()}")
+    if capacity is not None and np.any(n > capacity):
+        raise ValueError(f"capacity: {capacity} is smaller than lengths {n.tolist()}")
+    return s, n
+
+
+def _segment_starts(slot_row: np.ndarray) -> np.ndarray:
+    """Index of the first token of every slot (slot row is a valid consecutive map)."""
+    return np.flatnonzero(np.concatenate(([True], slot_row[1:] != slot_row[:-1])))
+
+
+def _segsum(x: np.ndarray, slot_row: np.ndarray, n: int) -> np.ndarray:
+    """Per-slot sums of ``x`` (leading axis = tokens), accumulated sequentially in token order."""
+    out = np.zeros((n,) + x.shape[1:], dtype=x.dtype)
+    np.add.at(out, slot_row, x)
+    return out
+
+
+def budget_from_ratio(ratio, L: int) -> int:
+    """``B = ceil(ratio * L)`` evaluated in IEEE float64 (so ``ratio=0.07, L=100`` gives 8).
+
+    ``ratio`` must lie in ``(0, 1]``.
+    """
+    if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, (numbers.Real, np.floating, np.integer)):
+        raise ValueError(f"ratio: expected a number in (0, 1], got {ratio!r}")
+    r = float(ratio)
+    if not (0.0 < r <= 1.0):
+        raise ValueError(f"ratio: must lie in (0, 1], got {ratio!r}")
+    return max(1, int(math.ceil(r * L)))
+
+
+# --------------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------------
+def _adjacent_similarity(kc: np.ndarray, n2: np.ndarray | None = None) -> np.ndarray:
+    if n2 is None:
+        n2 = np.einsum("hld,hld->hl", kc, kc)
+    n = np.sqrt(n2)
+    dot = np.einsum("hld,hld->hl", kc[:, :-1], kc[:, 1:])
+    den = n[:, :-1] * n[:, 1:]
+    ok = den > 0
+    s = np.where(ok, dot / np.where(ok, den, 1), 0).astype(kc.dtype, copy=False)
+    return np.clip(s, -1, 1)
+
+
+def adjacent_similarity(keys) -> np.ndarray:
+    """Cosine similarity of consecutive keys.
+
+    Args:
+        keys: ``[Hkv, L, D]`` float array (f16/bf16/f32 computed in f32, f64 in f64).
+
+    Returns:
+        ``s [Hkv, L-1]`` with ``s[h, t] = dot(K[h,t], K[h,t+1]) / (||K[h,t]|| * ||K[h,t+1]||)``,
+        clipped to ``[-1, 1]``.  If either norm is zero (or the product of the norms underflows to
+        zero) the similarity is ``0`` -- never NaN.
+
+    Raises:
+        ValueError: wrong rank, unsupported dtype, NaN/Inf, or keys whose squared norm overflows.
+    """
+    k = _float_array(keys, "keys", 3)
+    kc = _to_compute(k, _compute_dtype(k), "keys")
+    n2 = _check_key_magnitude(kc, "keys")
+    return _adjacent_similarity(kc, n2)
+
+
+def _merge_sets(sim: np.ndarray, sink: int, recent: int, bm: int, mode: str, eps: float):
+    H, Lm1 = sim.shape
+    L = Lm1 + 1
+    lo, hi = sink, L - recent - 1  # middle links: t in [lo, hi) joins t and t+1, both in the middle
+    cut = np.ones((H, Lm1), dtype=bool)
+    nlinks = max(0, hi - lo)
+    if nlinks > 0:
+        ms = sim[:, lo:hi]
+        k = min(bm - 1, nlinks)
+        c_budget = np.zeros((H, nlinks), dtype=bool)
+        if k > 0:
+            # Stable sort: among equal similarities the older (smaller index) link comes first.
+            order = np.argsort(ms, axis=1, kind="stable")[:, :k]
+            np.put_along_axis(c_budget, order, True, axis=1)
+        if mode == "budget":
+            c = c_budget
+        else:
+            c_thr = ms < np.asarray(eps, dtype=ms.dtype)
+            too_many = c_thr.sum(axis=1) > bm - 1
+            c = np.where(too_many[:, None], c_budget, c_thr)
+        cut[:, lo:hi] = c
+    slot = np.concatenate((np.zeros((H, 1), np.int64), np.cumsum(cut, axis=1)), axis=1)
+    lengths = slot[:, -1] + 1
+    return slot.astype(np.int32), lengths.astype(np.int32)
+
+
+def merge_sets(sim, *, sink, recent, slots_middle, mode="budget", eps=0.75):
+    """Merging-set identification (spec step 1) as a *slot map*.
+
+    Args:
+        sim: ``[Hkv, L-1]`` adjacent similarities (see :func:`adjacent_similarity`); ``L`` is
+            inferred as ``sim.shape[1] + 1``.
+        sink: number of oldest tokens kept as singletons.
+        recent: number of newest tokens kept as singletons (``sink + recent <= L``).
+        slots_middle: ``Bm >= 1``, slots available for the middle ``[sink, L - recent)``.
+        mode: ``"budget"`` -- cut the middle at its ``Bm - 1`` lowest links (ties: the older link is
+            cut first), giving exactly ``min(Bm, |M|)`` runs; ``"threshold"`` -- cut every middle
+            link with ``sim < eps``; if that makes more than ``Bm`` runs, fall back to the budget cut.
+        eps: threshold in ``[-1, 1]`` (rounded to the dtype of ``sim``; only used by ``threshold``).
+
+    Returns:
+        ``(slot [Hkv, L] int32, lengths [Hkv] int32)``: ``slot[h, t]`` is the output slot that token
+        ``t`` lands in.  Sink tokens get ``0..sink-1``, the middle runs consecutive slots from
+        ``sink``, the recent tokens follow one slot each.  ``slot`` is non-decreasing in steps of
+        0/1 per head; ``lengths[h] = slot[h, -1] + 1`` (the number of used slots).
+
+    Raises:
+        ValueError: on bad rank/dtype, NaN/Inf in ``sim``, negative ``sink``/``recent``,
+            ``sink + recent > L``, ``slots_middle < 1``, unknown ``mode``, ``eps`` outside [-1, 1].
+    """
+    s = _float_array(sim, "sim", 2)
+    s = _to_compute(s, _compute_dtype(s), "sim")
+    L = s.shape[1] + 1
+    sink = _int_arg(sink, "sink", 0)
+    recent = _int_arg(recent, "recent", 0)
+    bm = _int_arg(slots_middle, "slots_middle", 1)
+    if sink + recent > L:
+        raise ValueError(f"sink/recent: sink + recent = {sink + recent} exceeds L = {L}")
+    mode = _check_mode(mode)
+    eps = _check_eps(eps)
+    return _merge_sets(s, sink, recent, bm, mode, eps)
+
+
+def _pivots(ac: np.ndarray, slot: np.ndarray, lengths: np.ndarray, capacity: int) -> np.ndarray:
+    H, L = ac.shape
+    out = np.full((H, capacity), -1, dtype=np.int32)
+    t = np.arange(L)
+    for h in range(H):
+        starts = _segment_starts(slot[h])
+        segmax = np.maximum.reduceat(ac[h], starts)
+        is_max = ac[h] == segmax[slot[h]]
+        # the newest token reaching the maximum (ties: newest)
+        out[h, : lengths[h]] = np.maximum.reduceat(np.where(is_max, t, -1), starts)
+    return out
+
+
+def pivots(scores, slot, lengths, capacity):
+    """Pivot of every slot (spec step 2): the token with the largest score, ties -> newest.
+
+    Args:
+        scores: ``[Hkv, L]`` non-negative accumulated attention (compared after conversion to f32,
+            or f64 if ``scores`` is float64).
+        slot, lengths: a slot map from :func:`merge_sets`.
+        capacity: number of output slots (``>= max(lengths)``).
+
+    Returns:
+        ``[Hkv, capacity]`` int32 token index of each slot's pivot; ``-1`` for unused slots.
+    """
+    a = _score_array(scores, "scores", 2)
+    ac = _to_compute(a, _compute_dtype(a), "scores")
+    if np.any(ac < 0):
+        raise ValueError(f"scores: must be non-negative, min is {ac.min()}")
+    H, L = ac.shape
+    capacity = _int_arg(capacity, "capacity", 1)
+    s, n = _check_slot(slot, lengths, L, H, capacity)
+    return _pivots(ac, s, n, capacity)
+
+
+def _gaussian_weights(kc: np.ndarray, slot: np.ndarray, lengths: np.ndarray, piv: np.ndarray, sigma):
+    H, L, _ = kc.shape
+    cd = kc.dtype
+    w = np.empty((H, L), dtype=cd)
+    for h in range(H):
+        sl = slot[h]
+        n = int(lengths[h])
+        starts = _segment_starts(sl)
+        cnt = np.diff(np.append(starts, L))
+        ptok = piv[h, :n][sl]  # pivot token of every token's set
+        diff = kc[h] - kc[h][ptok]
+        d2 = np.einsum("ld,ld->l", diff, diff)  # pivot itself: exactly 0
+        sumd2 = _segsum(d2, sl, n)
+        if isinstance(sigma, str) and sigma == "auto":
+            sig2 = sumd2 / np.maximum(cnt - 1, 1).astype(cd)
+            equal = (cnt == 1) | (sig2 == 0)
+        elif isinstance(sigma, str) and sigma == "paper":
+            s02 = sumd2 / cnt.astype(cd)
+            equal0 = s02 == 0
+            s02_safe = np.where(equal0, 1, s02).astype(cd)
+            g0 = np.exp(-d2 / (cd.type(2) * s02_safe[sl]))
+            sig = _segsum(g0, sl, n) / (np.sqrt(cd.type(2)) * cnt.astype(cd))
+            sig2 = sig * sig
+            equal = (cnt == 1) | equal0 | (sig2 == 0)
+        else:
+            sig2 = np.full(n, cd.type(sigma) * cd.type(sigma), dtype=cd)
+            equal = (cnt == 1) | (sig2 == 0)
+        sig2_safe = np.where(equal, 1, sig2).astype(cd)
+        g = np.exp(-d2 / (cd.type(2) * sig2_safe[sl]))
+        gsum = _segsum(g, sl, n)  # >= 1: the pivot has g = 1
+        wh = g / gsum[sl]
+        eq_tok = equal[sl]
+        wh[eq_tok] = (cd.type(1) / cnt.astype(cd))[sl][eq_tok]
+        w[h] = wh
+    return w
+
+
+def gaussian_weights(keys, slot, pivots, *, sigma="auto"):
+    """Gaussian-kernel weight of every token within its set (spec step 3).
+
+    ``g_i = exp(-||K[p] - K[i]||^2 / (2 sigma^2))``, ``w_i = g_i / sum_{j in S} g_j``.
+
+    Args:
+        keys: ``[Hkv, L, D]``.
+        slot: ``[Hkv, L]`` slot map (see :func:`merge_sets`); ``lengths`` is derived from it.
+        pivots: ``[Hkv, C]`` pivot token per slot (``C >= lengths``; see :func:`pivots`); each
+            pivot must lie inside its own set.
+        sigma: ``"auto"`` (``sigma^2`` = mean over ``i != p`` of ``d_i^2``), ``"paper"`` (two-step
+            resolution of ``sigma = sum g / (sqrt(2)|S|)`` with ``s0^2`` = mean over all of ``S``),
+            or a positive number.  If ``sigma^2 == 0`` or ``|S| == 1`` the weights are ``1/|S|``.
+
+    Returns:
+        ``[Hkv, L]`` weights in the compute dtype (f32, or f64 for f64 keys); they sum to 1 per set.
+    """
+    k = _float_array(keys, "keys", 3)
+    kc = _to_compute(k, _compute_dtype(k), "keys")
+    _check_key_magnitude(kc, "keys")
+    sigma = _check_sigma(sigma)
+    H, L, _ = kc.shape
+    if H < 1 or L < 1:
+        raise ValueError(f"keys: needs at least one head and one token, got shape {kc.shape}")
+    s = _int_array(slot, "slot", 2)
+    if s.shape != (H, L):
+        raise ValueError(f"slot: expected shape {(H, L)}, got {s.shape}")
+    s, n = _check_slot(s, s[:, -1] + 1, L, H)
+    p = _int_array(pivots, "pivots", 2)
+    if p.shape[0] != H or p.shape[1] < n.max():
+        raise ValueError(f"pivots: expected shape ({H}, >= {int(n.max())}), got {p.shape}")
+    for h in range(H):
+        ph = p[h, : n[h]]
+        if np.any(ph < 0) or np.any(ph >= L) or np.any(s[h][np.clip(ph, 0, L - 1)] != np.arange(n[h])):
+            raise ValueError(f"pivots: head {h} has a pivot outside its set: {ph.tolist()[:16]}")
+    return _gaussian_weights(kc, s, n, p, sigma)
+
+
+def _empty_output(H: int, B: int, D: int, Dv: int, cd):
+    return dict(
+        keys=np.zeros((H, B, D), dtype=cd),
+        values=np.zeros((H, B, Dv), dtype=cd),
+        positions=np.zeros((H, B), dtype=np.int32),
+        counts=np.zeros((H, B), dtype=np.int32),
+        scores=np.zeros((H, B), dtype=np.float32),
+        lengths=np.zeros((H,), dtype=np.int32),
+    )
+
+
+def _finish(out: dict, kdt, vdt) -> dict:
+    out["keys"] = out["keys"].astype(kdt)
+    out["values"] = out["values"].astype(vdt)
+    return out
+
+
+def _merge(kc, vc, ac, slot, lengths, capacity, sigma, kdt, vdt):
+    H, L, D = kc.shape
+    Dv = vc.shape[2]
+    cd = kc.dtype
+    piv = _pivots(ac, slot, lengths, capacity)
+    w = _gaussian_weights(kc, slot, lengths, piv, sigma)
+    out = _empty_output(H, capacity, D, Dv, cd)
+    for h in range(H):
+        n = int(lengths[h])
+        starts = _segment_starts(slot[h])
+        wh = w[h][:, None]
+        # sequential accumulation in token order (np.add.at)
+        out["keys"][h, :n] = _segsum(wh * kc[h], slot[h], n)
+        out["values"][h, :n] = _segsum(wh * vc[h], slot[h], n)
+        out["positions"][h, :n] = piv[h, :n]
+        out["counts"][h, :n] = np.diff(np.append(starts, L))
+        out["scores"][h, :n] = _segsum(ac[h], slot[h], n)
+        out["lengths"][h] = n
+    return _finish(out, kdt, vdt)
+
+
+def _prepare_kvs(keys, values, scores):
+    k = _float_array(keys, "keys", 3)
+    v = _float_array(values, "values", 3)
+    a = _score_array(scores, "scores", 2)
+    if v.shape[:2] != k.shape[:2]:
+        raise ValueError(f"values: shape {v.shape} does not match keys {k.shape} in [Hkv, L]")
+    if a.shape != k.shape[:2]:
+        raise ValueError(f"scores: expected shape {k.shape[:2]} (= keys[Hkv, L]), got {a.shape}")
+    if k.shape[0] < 1:
+        raise ValueError(f"keys: needs at least one KV head, got shape {k.shape}")
+    if k.shape[1] < 1:
+        raise ValueError(f"keys: needs at least one token (L >= 1), got shape {k.shape}")
+    cd = _compute_dtype(k, v, a)
+    kc = _to_compute(k, cd, "keys")
+    vc = _to_compute(v, cd, "values")
+    ac = _to_compute(a, cd, "scores")
+    if np.any(ac < 0):
+        bad = np.argwhere(ac < 0)[0]
+        raise ValueError(f"scores: must be non-negative, got {ac[tuple(bad)]} at {tuple(int(i) for i in bad)}")
+    return k, v, kc, vc, ac
+
+
+def merge(keys, values, scores, slot, lengths, *, capacity, sigma="auto"):
+    """Merge every set of a slot map into one slot (spec steps 2 and 3 plus the output layout).
+
+    Args:
+        keys ``[Hkv, L, D]``, values ``[Hkv, L, Dv]``, scores ``[Hkv, L]`` (non-negative).
+        slot, lengths: slot map (see :func:`merge_sets`).
+        capacity: number of output slots ``B >= max(lengths)``.
+        sigma: see :func:`gaussian_weights`.
+
+    Returns:
+        dict like :func:`compress`: ``keys [Hkv, B, D]`` and ``values [Hkv, B, Dv]`` (input dtypes,
+        accumulated in f32 / f64), ``positions`` (pivot token, i32), ``counts`` (``|S|``, i32),
+        ``scores`` (sum over the set, f32), ``lengths`` (i32).  Slots ``>= lengths`` are zero.
+    """
+    k, v, kc, vc, ac = _prepare_kvs(keys, values, scores)
+    _check_key_magnitude(kc, "keys")
+    H, L, _ = kc.shape
+    capacity = _int_arg(capacity, "capacity", 1)
+    s, n = _check_slot(slot, lengths, L, H, capacity)
+    sigma = _check_sigma(sigma)
+    return _merge(kc, vc, ac, s, n, capacity, sigma, k.dtype, v.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# policies
+# --------------------------------------------------------------------------------------------------
+def _gather(kc, vc, ac, idx: np.ndarray, B: int, kdt, vdt) -> dict:
+    """Keep tokens ``idx [H, n]`` (sorted per head) as singleton slots in the first n of B slots."""
+    H, L, D = kc.shape
+    n = idx.shape[1]
+    out = _empty_output(H, B, D, vc.shape[2], kc.dtype)
+    out["keys"][:, :n] = np.take_along_axis(kc, idx[:, :, None], axis=1)
+    out["values"][:, :n] = np.take_along_axis(vc, idx[:, :, None], axis=1)
+    out["positions"][:, :n] = idx
+    out["counts"][:, :n] = 1
+    out["scores"][:, :n] = np.take_along_axis(ac, idx, axis=1)
+    out["lengths"][:] = n
+    return _finish(out, kdt, vdt)
+
+
+def _h2o_keep(ac: np.ndarray, sink: int, recent: int, bm: int) -> np.ndarray:
+    H, L = ac.shape
+    lo, hi = sink, L - recent
+    t = np.arange(lo, hi)
+    mid = ac[:, lo:hi]
+    keep = np.empty((H, bm), dtype=np.int64)
+    for h in range(H):
+        # primary: larger score first; secondary: newer token first (ties -> newer kept)
+        order = np.lexsort((-t, -mid[h]))[:bm]
+        keep[h] = np.sort(t[order])
+    base = np.broadcast_to(np.arange(sink), (H, sink))
+    tail = np.broadcast_to(np.arange(L - recent, L), (H, recent))
+    return np.concatenate((base, keep, tail), axis=1)
+
+
+def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
+             mode="budget", eps=0.75, sigma="auto"):
+    """Compress one layer's KV cache to ``B`` slots per KV head.
+
+    Args:
+        keys: ``[Hkv, L, D]``; values: ``[Hkv, L, Dv]`` (f16/bf16/f32, or f64 = checking mode).
+        scores: ``[Hkv, L]`` non-negative accumulated attention (:func:`accumulated_scores`).
+        policy: ``"kvmerger"`` (spec), ``"h2o"``, ``"streaming"`` or ``"full"`` (identity, ``B = L``).
+        budget / ratio: exactly one (``full`` needs neither): ``B = budget`` or
+            ``B = ceil(ratio * L)`` (float64 arithmetic, see :func:`budget_from_ratio`).
+        sink: oldest tokens always kept (default 4).
+        recent: newest tokens always kept (default ``ceil(B / 4)``; unused by ``streaming``).
+        mode: ``"budget"`` (exactly ``B`` slots) or ``"threshold"`` (``sim >= eps`` joins; may yield
+            fewer slots, never more than ``B``).  kvmerger only.
+        eps: similarity threshold in ``[-1, 1]`` for ``threshold`` mode.
+        sigma: ``"auto"``, ``"paper"`` or a positive number (Gaussian kernel width).
+
+    Returns:
+        dict with ``keys [Hkv, B, D]``, ``values [Hkv, B, Dv]`` (input dtypes), ``positions`` i32
+        (token / pivot position), ``counts`` i32 (tokens per slot), ``scores`` f32 (summed score per
+        slot), ``lengths [Hkv]`` i32.  Slots ``>= lengths[h]`` are zero-filled.  If ``L <= B`` the
+        cache is returned unchanged in the first ``L`` slots (``lengths = L``).
+
+    Raises:
+        ValueError naming the offending argument (shapes, dtypes, NaN/Inf, negative scores,
+        budget/ratio, sink/recent, mode, eps, sigma, policy).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy: unknown policy {policy!r}; expected one of {POLICIES}")
+    k, v, kc, vc, ac = _prepare_kvs(keys, values, scores)
+    H, L, D = kc.shape
+    kdt, vdt = k.dtype, v.dtype
+    sink = _int_arg(sink, "sink", 0)
+    if recent is not None:
+        recent = _int_arg(recent, "recent", 0)
+    mode = _check_mode(mode)
+    eps = _check_eps(eps)
+    sigma = _check_sigma(sigma)
+    if budget is not None and ratio is not None:
+        raise ValueError(f"budget/ratio: give exactly one of budget and ratio, got budget={budget!r}, ratio={ratio!r}")
+    if budget is not None:
+        B = _int_arg(budget, "budget", 1)
+    elif ratio is not None:
+        B = budget_from_ratio(ratio, L)
+    elif policy == "full":
+        B = L
+    else:
+        raise ValueError(f"budget/ratio: policy {policy!r} needs one of budget and ratio (both are None)")
+    if policy == "full":
+        B = L
+    if recent is None:
+        recent = (B + 3) // 4  # ceil(B / 4)
+
+    if L <= B:
+        return _gather(kc, vc, ac, np.broadcast_to(np.arange(L), (H, L)), B, kdt, vdt)
+
+    if policy == "streaming":
+        if B < sink:
+            raise ValueError(f"budget: {B} is smaller than sink = {sink} (streaming keeps sink + B - sink newest)")
+        idx = np.concatenate((np.arange(sink), np.arange(L - (B - sink), L)))
+        return _gather(kc, vc, ac, np.broadcast_to(idx, (H, B)), B, kdt, vdt)
+
+    bm = B - sink - recent
+    if bm < 1:
+        raise ValueError(
+            f"budget: B = {B} leaves {bm} middle slots (sink = {sink}, recent = {recent}); "
+            f"{policy} needs budget > sink + recent"
+        )
+    if policy == "h2o":
+        return _gather(kc, vc, ac, _h2o_keep(ac, sink, recent, bm), B, kdt, vdt)
+
+    # kvmerger
+    n2 = _check_key_magnitude(kc, "keys")
+    sim = _adjacent_similarity(kc, n2)
+    slot, lengths = _merge_sets(sim, sink, recent, bm, mode, eps)
+    return _merge(kc, vc, ac, slot.astype(np.int64), lengths.astype(np.int64), B, sigma, kdt, vdt)
+
+
+# --------------------------------------------------------------------------------------------------
+# attention
+# --------------------------------------------------------------------------------------------------
+def accumulated_scores(q, k, *, obs_window=None):
+    """Accumulated attention ``a [Hkv, L]`` of a causal prefill (H2O / SnapKV style).
+
+    ``a[h, t] = sum over observation queries i and over the G query heads j of KV head h
+    (j // G == h) of softmax_t'((q[j, i] . k[h, t']) * scale, t' <= i)[t]``, ``scale = 1/sqrt(D)``.
+
+    Args:
+        q: ``[Hq, L, D]`` queries (post-RoPE); ``Hq`` a multiple of ``Hkv``.
+        k: ``[Hkv, L, D]`` keys (post-RoPE).
+        obs_window: ``None`` -- all ``L`` queries observe; an int ``w`` in ``[1, L]`` -- only the
+            last ``w`` queries.
+
+    Returns:
+        ``[Hkv, L]`` in f32 (f64 if either input is float64).  Computed in query chunks, so memory
+        stays ``O(G * chunk * L)``.
+    """
+    qa = _float_array(q, "q", 3)
+    ka = _float_array(k, "k", 3)
+    if qa.shape[1:] != ka.shape[1:]:
+        raise ValueError(f"q: shape {qa.shape} does not match k {ka.shape} in [L, D]")
+    Hq, L, D = qa.shape
+    Hkv = ka.shape[0]
+    if Hkv < 1 or Hq % Hkv != 0:
+        raise ValueError(f"q: Hq = {Hq} is not a multiple of Hkv = {Hkv}")
+    G = Hq // Hkv
+    if obs_window is None:
+        w = L
+    else:
+        w = _int_arg(obs_window, "obs_window", 1)
+        if w > L:
+            raise ValueError(f"obs_window: {w} exceeds L = {L}")
+    cd = _compute_dtype(qa, ka)
+    qc = _to_compute(qa, cd, "q")
+    kc = _to_compute(ka, cd, "k")
+    scale = cd.type(1.0 / math.sqrt(D)) if D else cd.type(1)
+    acc = np.zeros((Hkv, L), dtype=cd)
+    first = L - w
+    chunk = max(1, min(w, (1 << 22) // max(1, G * L)))
+    for h in range(Hkv):
+        qh = qc[h * G:(h + 1) * G]  # [G, L, D]
+        for i0 in range(first, L, chunk):
+            i1 = min(L, i0 + chunk)
+            logits = np.matmul(qh[:, i0:i1], kc[h, :i1].T) * scale  # [G, c, i1]
+            rows = np.arange(i0, i1)[:, None]
+            logits = np.where(np.arange(i1)[None, :] <= rows, logits, -np.inf)
+            logits -= logits.max(axis=-1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(axis=-1, keepdims=True)
+            acc[h, :i1] += p.sum(axis=(0, 1))
+    return acc
+
+
+def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None):
+    """One decode step of scaled-dot-product attention over a (compressed) cache.
+
+    Args:
+        q: ``[Hq, D]``; query head ``j`` reads KV head ``j // G``.
+        keys: ``[Hkv, B, D]``; values: ``[Hkv, B, Dv]``.
+        lengths: ``[Hkv]`` valid slots per head; slots ``>= lengths[h]`` are masked.
+        counts: ``[Hkv, B]`` tokens per slot (needed when ``count_bias``; must be >= 1 on valid slots).
+        count_bias: add ``log(count)`` to every valid logit (ToMe-style; default off).
+        scale: logit scale, default ``1/sqrt(D)``; logits are ``(q . k) * scale``.
+
+    Returns:
+        ``[Hq, Dv]`` in f32 (f64 if any input is float64).  A head with ``lengths == 0`` outputs 0.
+    """
+    qa = _float_array(q, "q", 2)
+    ka = _float_array(keys, "keys", 3)
+    va = _float_array(values, "values", 3)
+    Hq, D = qa.shape
+    Hkv, B, Dk = ka.shape
+    if Dk != D:
+        raise ValueError(f"keys: head dim {Dk} does not match q head dim {D}")
+    if va.shape[:2] != (Hkv, B):
+        raise ValueError(f"values: shape {va.shape} does not match keys {ka.shape} in [Hkv, B]")
+    if Hkv < 1 or Hq % Hkv != 0:
+        raise ValueError(f"q: Hq = {Hq} is not a multiple of Hkv = {Hkv}")
+    G = Hq // Hkv
+    n = _int_array(lengths, "lengths", 1)
+    if n.shape != (Hkv,):
+        raise ValueError(f"lengths: expected shape {(Hkv,)}, got {n.shape}")
+    if np.any(n < 0) or np.any(n > B):
+        raise ValueError(f"lengths: must lie in [0, {B}], got {n.tolist()}")
+    cd = _compute_dtype(qa, ka, va)
+    qc = _to_compute(qa, cd, "q")
+    kc = _to_compute(ka, cd, "keys")
+    vc = _to_compute(va, cd, "values")
+    valid = np.arange(B)[None, :] < n[:, None]  # [Hkv, B]
+    bias = np.zeros((Hkv, B), dtype=cd)
+    if counts is not None:
+        c = _int_array(counts, "counts", 2)
+        if c.shape != (Hkv, B):
+            raise ValueError(f"counts: expected shape {(Hkv, B)}, got {c.shape}")
+        if count_bias:
+            if np.any(valid & (c < 1)):
+                raise ValueError("counts: must be >= 1 on every valid slot when count_bias is set")
+            bias = np.where(valid, np.log(np.maximum(c, 1).astype(cd)), 0).astype(cd)
+    elif count_bias:
+        raise ValueError("counts: count_bias=True needs counts")
+    if scale is None:
+        sc = cd.type(1.0 / math.sqrt(D)) if D else cd.type(1)
+    else:
+        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)) \
+                or not math.isfinite(float(scale)):
+            raise ValueError(f"scale: expected a finite number, got {scale!r}")
+        sc = cd.type(scale)
+    kv = np.repeat(np.arange(Hkv), G)  # query head -> KV head
+    logits = np.einsum("jd,jbd->jb", qc, kc[kv]) * sc + bias[kv]
+    vmask = valid[kv]
+    logits = np.where(vmask, logits, -np.inf)
+    m = np.max(logits, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    p = np.where(vmask, np.exp(logits - m), 0)
+    den = p.sum(axis=1, keepdims=True)
+    p = p / np.where(den > 0, den, 1)
+    return np.einsum("jb,jbv->jv", p, vc[kv]).astype(cd, copy=False)
