@@ -10,6 +10,7 @@
 
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
+#include "kvmerge/Pipelines/Pipelines.h"
 #include "mlir/IR/DialectRegistry.h"
 
 namespace kvmerge {
@@ -18,7 +19,10 @@ inline void registerAllDialects(mlir::DialectRegistry &registry) {
   registry.insert<kvcache::KVCacheDialect>();
 }
 
-inline void registerAllPasses() { kvcache::registerKVCachePasses(); }
+inline void registerAllPasses() {
+  kvcache::registerKVCachePasses();
+  registerPipelines();
+}
 
 } // namespace kvmerge
 
