@@ -8,6 +8,7 @@
 #ifndef KVMERGE_INITALLKVMERGE_H
 #define KVMERGE_INITALLKVMERGE_H
 
+#include "kvmerge/Conversion/Passes.h"
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
 #include "kvmerge/Pipelines/Pipelines.h"
@@ -21,6 +22,7 @@ inline void registerAllDialects(mlir::DialectRegistry &registry) {
 
 inline void registerAllPasses() {
   kvcache::registerKVCachePasses();
+  registerKVMergeConversionPasses();
   registerPipelines();
 }
 

@@ -2,6 +2,7 @@
 
 #include "kvmerge/Pipelines/Pipelines.h"
 
+#include "kvmerge/Conversion/Passes.h"
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
@@ -36,6 +37,7 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
                                        const LowerToLLVMOptions &options) {
   // kvcache on tensors -> loops on buffers.
   pm.addPass(kvcache::createKVCacheDecomposeCompress());
+  pm.addPass(createConvertKVCacheToLoops());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 

@@ -1,0 +1,956 @@
+//===- KVCacheToLoops.cpp - kvcache ops -> parallel loops on buffers ------===//
+//
+// Lowers every kvcache op to scf/memref/arith/math on buffers. Tensor
+// operands are bridged with `bufferization.to_buffer`, results with
+// `bufferization.to_tensor` of fresh allocations, so one-shot bufferization
+// of the surrounding tensor program completes the job.
+//
+// The structure is parallel where the algorithm is (scf.parallel over heads,
+// links, tokens, slots, chunks); the only sequential pieces are the
+// per-chunk walks of a two-level prefix scan and the walks over one merging
+// set's members. See docs/lowering.md.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kvmerge/Conversion/Passes.h"
+#include "kvmerge/Dialect/KVCache/IR/KVCache.h"
+
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <limits>
+
+namespace kvmerge {
+#define GEN_PASS_DEF_CONVERTKVCACHETOLOOPS
+#include "kvmerge/Conversion/Passes.h.inc"
+} // namespace kvmerge
+
+using namespace mlir;
+using namespace kvmerge::kvcache;
+
+namespace {
+
+/// Number of tokens one chunk of the two-level prefix scan walks.
+constexpr int64_t kScanChunk = 1024;
+
+//===----------------------------------------------------------------------===//
+// Emitter: a thin layer over ImplicitLocOpBuilder for loop code.
+//===----------------------------------------------------------------------===//
+
+struct Emitter {
+  ImplicitLocOpBuilder b;
+  arith::FastMathFlagsAttr fm;
+
+  Emitter(OpBuilder &builder, Location loc)
+      : b(loc, builder),
+        fm(arith::FastMathFlagsAttr::get(
+            builder.getContext(),
+            arith::FastMathFlags::reassoc | arith::FastMathFlags::contract)) {}
+
+  // Constants.
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, v, 32); }
+  Value flt(double v, Type t) {
+    return arith::ConstantOp::create(b, b.getFloatAttr(t, v));
+  }
+
+  // Index/integer arithmetic.
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value divu(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
+  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, p, x, y);
+  }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, c, x, y);
+  }
+  Value minS(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
+  Value maxS(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
+  Value toIndex(Value v) {
+    return arith::IndexCastOp::create(b, b.getIndexType(), v);
+  }
+  Value toI32(Value v) { return arith::IndexCastOp::create(b, b.getI32Type(), v); }
+  Value ext32(Value i1) { return arith::ExtUIOp::create(b, b.getI32Type(), i1); }
+
+  // Floating point (reductions may be reassociated).
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y, fm); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, x, y, fm); }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y, fm); }
+  Value fdiv(Value x, Value y) { return arith::DivFOp::create(b, x, y); }
+  Value fcmp(arith::CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, p, x, y);
+  }
+  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+  Value exp(Value x) { return math::ExpOp::create(b, x); }
+  Value sqrt(Value x) { return math::SqrtOp::create(b, x); }
+  Value log(Value x) { return math::LogOp::create(b, x); }
+  /// Converts a float between storage and compute types.
+  Value convert(Value v, Type to) {
+    Type from = v.getType();
+    if (from == to)
+      return v;
+    if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
+      return arith::ExtFOp::create(b, to, v);
+    return arith::TruncFOp::create(b, to, v);
+  }
+  Value siToF(Value v, Type t) {
+    return arith::SIToFPOp::create(b, t, arith::IndexCastOp::create(
+                                             b, b.getI64Type(), v));
+  }
+
+  // Memory.
+  Value load(Value mem, ValueRange ivs) { return memref::LoadOp::create(b, mem, ivs); }
+  void store(Value v, Value mem, ValueRange ivs) {
+    memref::StoreOp::create(b, v, mem, ivs);
+  }
+  Value dim(Value mem, int64_t i) { return memref::DimOp::create(b, mem, i); }
+  /// A fresh buffer of `shape` (dynamic entries from `dynSizes`, in order).
+  Value alloc(ArrayRef<int64_t> shape, Type elt, ValueRange dynSizes) {
+    return memref::AllocOp::create(b, MemRefType::get(shape, elt), dynSizes);
+  }
+  Value allocLike(Type tensorType, ValueRange sizes) {
+    auto rt = llvm::cast<RankedTensorType>(tensorType);
+    SmallVector<Value> dyn;
+    for (int64_t i = 0; i < rt.getRank(); ++i)
+      if (rt.isDynamicDim(i))
+        dyn.push_back(sizes[i]);
+    return alloc(rt.getShape(), rt.getElementType(), dyn);
+  }
+
+  // Control flow.
+  using LoopBody = function_ref<void(Emitter &, Value)>;
+  void forLoop(Value lb, Value ub, LoopBody body) {
+    scf::ForOp::create(b, lb, ub, idx(1), ValueRange{},
+                       [&](OpBuilder &nb, Location l, Value iv, ValueRange) {
+                         Emitter e(nb, l);
+                         body(e, iv);
+                         scf::YieldOp::create(e.b);
+                       });
+  }
+  using IterBody =
+      function_ref<SmallVector<Value>(Emitter &, Value, ValueRange)>;
+  SmallVector<Value> forLoop(Value lb, Value ub, ValueRange init,
+                             IterBody body) {
+    auto loop = scf::ForOp::create(
+        b, lb, ub, idx(1), init,
+        [&](OpBuilder &nb, Location l, Value iv, ValueRange args) {
+          Emitter e(nb, l);
+          scf::YieldOp::create(e.b, body(e, iv, args));
+        });
+    return SmallVector<Value>(loop.getResults());
+  }
+  using ParBody = function_ref<void(Emitter &, ValueRange)>;
+  void parallel(ValueRange lbs, ValueRange ubs, ParBody body) {
+    SmallVector<Value> steps(lbs.size(), idx(1));
+    scf::ParallelOp::create(b, lbs, ubs, steps,
+                            [&](OpBuilder &nb, Location l, ValueRange ivs) {
+                              Emitter e(nb, l);
+                              body(e, ivs);
+                            });
+  }
+  /// Parallel count of `pred` over [lb, ub), as an i32.
+  Value count(Value lb, Value ub, function_ref<Value(Emitter &, Value)> pred) {
+    Value zero = i32(0);
+    auto par = scf::ParallelOp::create(
+        b, ValueRange{lb}, ValueRange{ub}, ValueRange{idx(1)}, ValueRange{zero},
+        [&](OpBuilder &nb, Location l, ValueRange ivs, ValueRange) {
+          Emitter e(nb, l);
+          Value one = e.ext32(pred(e, ivs[0]));
+          auto reduce = scf::ReduceOp::create(e.b, ValueRange{one});
+          // The builder made the combiner block (lhs, rhs); fill it.
+          Block &block = reduce.getReductions()[0].front();
+          Value lhs = block.getArgument(0), rhs = block.getArgument(1);
+          e.b.setInsertionPointToStart(&block);
+          scf::ReduceReturnOp::create(e.b, e.add(lhs, rhs));
+        });
+    return par.getResult(0);
+  }
+  void ifThen(Value cond, function_ref<void(Emitter &)> then) {
+    scf::IfOp::create(b, cond, [&](OpBuilder &nb, Location l) {
+      Emitter e(nb, l);
+      then(e);
+      scf::YieldOp::create(e.b);
+    });
+  }
+  void ifThenElse(Value cond, function_ref<void(Emitter &)> then,
+                  function_ref<void(Emitter &)> otherwise) {
+    scf::IfOp::create(
+        b, cond,
+        [&](OpBuilder &nb, Location l) {
+          Emitter e(nb, l);
+          then(e);
+          scf::YieldOp::create(e.b);
+        },
+        [&](OpBuilder &nb, Location l) {
+          Emitter e(nb, l);
+          otherwise(e);
+          scf::YieldOp::create(e.b);
+        });
+  }
+  using ValuesBody = function_ref<SmallVector<Value>(Emitter &)>;
+  SmallVector<Value> ifElse(TypeRange types, Value cond, ValuesBody then,
+                            ValuesBody otherwise) {
+    auto op = scf::IfOp::create(
+        b, cond,
+        [&](OpBuilder &nb, Location l) {
+          Emitter e(nb, l);
+          scf::YieldOp::create(e.b, then(e));
+        },
+        [&](OpBuilder &nb, Location l) {
+          Emitter e(nb, l);
+          scf::YieldOp::create(e.b, otherwise(e));
+        });
+    (void)types;
+    return SmallVector<Value>(op.getResults());
+  }
+  /// Runs `body` in its own stack-allocation scope (for per-iteration
+  /// `memref.alloca` scratch rows).
+  void allocaScope(function_ref<void(Emitter &)> body) {
+    auto scope = memref::AllocaScopeOp::create(b, TypeRange{});
+    OpBuilder::InsertionGuard guard(b);
+    Block *block = b.createBlock(&scope.getBodyRegion());
+    b.setInsertionPointToStart(block);
+    Emitter e(b, b.getLoc());
+    body(e);
+    memref::AllocaScopeReturnOp::create(e.b);
+  }
+
+  // Bridges between tensors and buffers.
+  Value toBuffer(Value tensor) {
+    auto rt = llvm::cast<RankedTensorType>(tensor.getType());
+    return bufferization::ToBufferOp::create(
+        b, MemRefType::get(rt.getShape(), rt.getElementType()), tensor,
+        /*read_only=*/true);
+  }
+  Value toTensor(Value buffer, Type tensorType) {
+    return bufferization::ToTensorOp::create(b, tensorType, buffer,
+                                             /*restrict=*/true,
+                                             /*writable=*/true);
+  }
+};
+
+/// f64 storage computes in f64; everything else accumulates in f32.
+Type computeType(Type storage) {
+  return storage.isF64() ? storage : Float32Type::get(storage.getContext());
+}
+
+Type elementType(Value v) {
+  return cast<ShapedType>(v.getType()).getElementType();
+}
+
+//===----------------------------------------------------------------------===//
+// Shared algorithms
+//===----------------------------------------------------------------------===//
+
+/// Order-preserving unsigned key of an f32 (`-0.0` maps like `+0.0`, so
+/// equal floats have equal keys): `a < b` iff `key(a) <u key(b)`.
+Value orderedKey(Emitter &e, Value f) {
+  Value zero = e.flt(0.0, f.getType());
+  Value isZero = e.fcmp(arith::CmpFPredicate::OEQ, f, zero);
+  f = e.select(isZero, zero, f);
+  Value bits = arith::BitcastOp::create(e.b, e.b.getI32Type(), f);
+  Value neg = e.cmp(arith::CmpIPredicate::slt, bits, e.i32(0));
+  Value flipAll = arith::XOrIOp::create(e.b, bits, e.i32(-1));
+  Value flipSign =
+      arith::XOrIOp::create(e.b, bits, e.i32(static_cast<int32_t>(0x80000000u)));
+  return e.select(neg, flipAll, flipSign);
+}
+
+/// A selection of the `k` smallest keys of a range, ties broken by a rank
+/// (the token index, or its mirror): an item is selected iff
+/// `key <u threshold || (key == threshold && rank <= rankLimit)`.
+struct Selection {
+  Value threshold; // i32, compared unsigned
+  Value rankLimit; // index, compared signed
+};
+
+/// Finds the selection of the `k` (index) smallest keys over tokens
+/// [lb, ub). `keyOf(t)` gives a token's key and `rankOf(t)` its tie rank
+/// (distinct per token, smaller = selected first). Two bitwise binary
+/// searches, each step one parallel count: the k-th smallest key, then the
+/// rank of the last selected item among the keys equal to it.
+Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
+                         function_ref<Value(Emitter &, Value)> keyOf,
+                         function_ref<Value(Emitter &, Value)> rankOf) {
+  Type index = e.b.getIndexType();
+  Value kI32 = e.toI32(k);
+  // threshold = max{v : #(key <u v) < k}: the k-th smallest key.
+  Value threshold =
+      e.forLoop(e.idx(0), e.idx(32), ValueRange{e.i32(0)},
+                [&](Emitter &e, Value iv, ValueRange args) -> SmallVector<Value> {
+                  Value shift = e.sub(e.i32(31), e.toI32(iv));
+                  Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
+                  Value trial = arith::OrIOp::create(e.b, args[0], bit);
+                  Value below = e.count(lb, ub, [&](Emitter &e, Value t) {
+                    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), trial);
+                  });
+                  Value ok = e.cmp(arith::CmpIPredicate::slt, below, kI32);
+                  return {e.select(ok, trial, args[0])};
+                })[0];
+  Value less = e.count(lb, ub, [&](Emitter &e, Value t) {
+    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), threshold);
+  });
+  Value equal = e.count(lb, ub, [&](Emitter &e, Value t) {
+    return e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
+  });
+  Value need = e.sub(kI32, less);
+  // All equal keys selected: no rank search needed.
+  Value allEqual = e.cmp(arith::CmpIPredicate::sge, need, equal);
+  Value rankLimit = e.ifElse(
+      TypeRange{index}, allEqual,
+      [&](Emitter &e) -> SmallVector<Value> {
+        return {e.idx(std::numeric_limits<int32_t>::max())};
+      },
+      [&](Emitter &e) -> SmallVector<Value> {
+        // rankLimit = max{r : #(key == threshold && rank < r) < need}.
+        Value r = e.forLoop(
+            e.idx(0), e.idx(31), ValueRange{e.i32(0)},
+            [&](Emitter &e, Value iv, ValueRange args) -> SmallVector<Value> {
+              Value shift = e.sub(e.i32(30), e.toI32(iv));
+              Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
+              Value trial = arith::OrIOp::create(e.b, args[0], bit);
+              Value trialIdx = e.toIndex(trial);
+              Value before = e.count(lb, ub, [&](Emitter &e, Value t) {
+                Value eq = e.cmp(arith::CmpIPredicate::eq, keyOf(e, t),
+                                 threshold);
+                Value lt = e.cmp(arith::CmpIPredicate::slt, rankOf(e, t),
+                                 trialIdx);
+                return arith::AndIOp::create(e.b, eq, lt).getResult();
+              });
+              Value ok = e.cmp(arith::CmpIPredicate::slt, before, need);
+              return {e.select(ok, trial, args[0])};
+            })[0];
+        return {e.toIndex(r)};
+      })[0];
+  return {threshold, rankLimit};
+}
+
+Value isSelected(Emitter &e, const Selection &s, Value key, Value rank) {
+  Value lt = e.cmp(arith::CmpIPredicate::ult, key, s.threshold);
+  Value eq = e.cmp(arith::CmpIPredicate::eq, key, s.threshold);
+  Value inRank = e.cmp(arith::CmpIPredicate::sle, rank, s.rankLimit);
+  return arith::OrIOp::create(e.b, lt, arith::AndIOp::create(e.b, eq, inRank));
+}
+
+/// Two-level exclusive prefix scan of 0/1 flags over tokens [lb, ub):
+/// chunk totals in parallel, a short walk over chunk totals, then every
+/// chunk walks its tokens in parallel with the others, calling
+/// `visit(t, flagsBefore, flag)`. `scratch` holds at least
+/// ceil((ub - lb) / kScanChunk) i32 entries for this scan.
+void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
+                 ValueRange scratchPrefix,
+                 function_ref<Value(Emitter &, Value)> flag,
+                 function_ref<void(Emitter &, Value, Value, Value)> visit) {
+  Value chunk = e.idx(kScanChunk);
+  Value n = e.maxS(e.sub(ub, lb), e.idx(0));
+  Value chunks = e.divu(e.add(n, e.idx(kScanChunk - 1)), chunk);
+  auto at = [&](Value c) {
+    SmallVector<Value> ivs(scratchPrefix);
+    ivs.push_back(c);
+    return ivs;
+  };
+  auto chunkRange = [&](Emitter &e, Value c) {
+    Value begin = e.add(lb, e.mul(c, chunk));
+    Value end = e.minS(e.add(begin, chunk), ub);
+    return std::make_pair(begin, end);
+  };
+  e.parallel({e.idx(0)}, {chunks}, [&](Emitter &e, ValueRange ivs) {
+    auto [begin, end] = chunkRange(e, ivs[0]);
+    Value total = e.count(begin, end, flag);
+    e.store(total, scratch, at(ivs[0]));
+  });
+  e.forLoop(e.idx(0), chunks, ValueRange{e.i32(0)},
+            [&](Emitter &e, Value c, ValueRange args) -> SmallVector<Value> {
+              Value total = e.load(scratch, at(c));
+              e.store(args[0], scratch, at(c));
+              return {e.add(args[0], total)};
+            });
+  e.parallel({e.idx(0)}, {chunks}, [&](Emitter &e, ValueRange ivs) {
+    auto [begin, end] = chunkRange(e, ivs[0]);
+    Value base = e.load(scratch, at(ivs[0]));
+    e.forLoop(begin, end, ValueRange{base},
+              [&](Emitter &e, Value t, ValueRange args) -> SmallVector<Value> {
+                Value f = e.ext32(flag(e, t));
+                visit(e, t, args[0], f);
+                return {e.add(args[0], f)};
+              });
+  });
+}
+
+/// The token regions of one head: `[0, sink)`, middle `[sink, recentStart)`,
+/// recent `[recentStart, L)`, clamped for caches shorter than
+/// `sink + recent` (only possible with dynamic lengths).
+struct Regions {
+  Value sink, middleLen, recentStart;
+};
+Regions regions(Emitter &e, Value length, int64_t sink, int64_t recent) {
+  Value s = e.minS(e.idx(sink), length);
+  Value m = e.maxS(e.sub(e.sub(length, s), e.idx(recent)), e.idx(0));
+  return {s, m, e.add(s, m)};
+}
+
+//===----------------------------------------------------------------------===//
+// Op lowerings
+//===----------------------------------------------------------------------===//
+
+void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value keys = e.toBuffer(op.getKeys());
+  Type ct = computeType(elementType(op.getKeys()));
+  Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2);
+  Value links = e.maxS(e.sub(l, e.idx(1)), e.idx(0));
+  Value out = e.allocLike(op.getResult().getType(), {h, links});
+  Type f32 = e.b.getF32Type();
+  e.parallel({e.idx(0), e.idx(0)}, {h, links}, [&](Emitter &e, ValueRange ivs) {
+    Value t1 = e.add(ivs[1], e.idx(1));
+    Value zero = e.flt(0.0, ct);
+    auto sums = e.forLoop(
+        e.idx(0), d, ValueRange{zero, zero, zero},
+        [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
+          Value a = e.convert(e.load(keys, {ivs[0], ivs[1], k}), ct);
+          Value b = e.convert(e.load(keys, {ivs[0], t1, k}), ct);
+          return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a)),
+                  e.fadd(acc[2], e.fmul(b, b))};
+        });
+    Value den = e.fmul(e.sqrt(sums[1]), e.sqrt(sums[2]));
+    Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
+    Value safeDen = e.select(zeroDen, e.flt(1.0, ct), den);
+    Value cosv = e.fdiv(sums[0], safeDen);
+    cosv = arith::MinimumFOp::create(e.b, e.flt(1.0, ct),
+                                     e.fmax(e.flt(-1.0, ct), cosv));
+    cosv = e.select(zeroDen, zero, cosv);
+    e.store(e.convert(cosv, f32), out, {ivs[0], ivs[1]});
+  });
+  rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
+}
+
+/// Writes the slot map of one head given which middle links are cut.
+/// Returns nothing; stores `slots[h, t]` for all t and `lengths[h]`.
+void emitMergeSlotMap(Emitter &e, Value h, Value length, const Regions &r,
+                      Value slots, Value lengths, Value scratch,
+                      function_ref<Value(Emitter &, Value)> cut) {
+  // Sink tokens: their own slot.
+  e.parallel({e.idx(0)}, {r.sink}, [&](Emitter &e, ValueRange ivs) {
+    e.store(e.toI32(ivs[0]), slots, {h, ivs[0]});
+  });
+  // Middle: slot = sink + cuts before t; link t joins t and t+1, so the
+  // last middle token's "link" never counts.
+  Value lastMiddle = e.sub(r.recentStart, e.idx(1));
+  Value sinkI32 = e.toI32(r.sink);
+  auto cutInMiddle = [&](Emitter &e, Value t) -> Value {
+    Value inner = e.cmp(arith::CmpIPredicate::slt, t, lastMiddle);
+    return arith::AndIOp::create(e.b, inner, cut(e, t));
+  };
+  chunkedScan(e, r.sink, r.recentStart, scratch, {h}, cutInMiddle,
+              [&](Emitter &e, Value t, Value before, Value) {
+                e.store(e.add(sinkI32, before), slots, {h, t});
+              });
+  Value cuts = e.count(r.sink, r.recentStart, cutInMiddle);
+  Value hasMiddle = e.cmp(arith::CmpIPredicate::sgt, r.middleLen, e.idx(0));
+  Value sets = e.select(hasMiddle, e.add(cuts, e.i32(1)), e.i32(0));
+  Value recentBase = e.add(sinkI32, sets);
+  e.parallel({r.recentStart}, {length}, [&](Emitter &e, ValueRange ivs) {
+    Value offset = e.toI32(e.sub(ivs[0], r.recentStart));
+    e.store(e.add(recentBase, offset), slots, {h, ivs[0]});
+  });
+  Value recentLen = e.toI32(e.sub(length, r.recentStart));
+  e.store(e.add(recentBase, recentLen), lengths, {h});
+}
+
+void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value sim = e.toBuffer(op.getSimilarity());
+  Value h = e.dim(sim, 0);
+  Value length = e.add(e.dim(sim, 1), e.idx(1));
+  Value slots = e.allocLike(op.getSlots().getType(), {h, length});
+  Value lengths = e.allocLike(op.getLengths().getType(), {h});
+  Value chunks =
+      e.divu(e.add(length, e.idx(kScanChunk - 1)), e.idx(kScanChunk));
+  Value scratch = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                          e.b.getI32Type(), {h, chunks});
+  int64_t middle = op.getMiddle();
+  bool threshold = op.getMode() == MergeMode::threshold;
+  double eps = op.getEps().convertToDouble();
+
+  e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
+    Value head = ivs[0];
+    Regions r = regions(e, length, op.getSink(), op.getRecent());
+    Value lastMiddle = e.sub(r.recentStart, e.idx(1));
+    auto keyOf = [&](Emitter &e, Value t) {
+      return orderedKey(e, e.load(sim, {head, t}));
+    };
+    auto rankOf = [&](Emitter &, Value t) { return t; };
+    // Number of cuts: Bm - 1, or every link when the middle already fits.
+    Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
+    Value budgetCuts = e.idx(middle - 1);
+    auto selectBudget = [&](Emitter &e) -> SmallVector<Value> {
+      Selection s = selectSmallest(e, r.sink, lastMiddle, budgetCuts, keyOf,
+                                   rankOf);
+      return {s.threshold, s.rankLimit};
+    };
+    auto everyLink = [&](Emitter &e) -> SmallVector<Value> {
+      return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
+    };
+    SmallVector<Type> selTypes{e.b.getI32Type(), e.b.getIndexType()};
+    SmallVector<Value> sel;
+    if (threshold) {
+      // Cut where s < eps, unless that makes more than Bm sets: then the
+      // Bm - 1 weakest links (all below eps) are cut, as in budget mode.
+      Value epsKey = orderedKey(e, e.flt(eps, e.b.getF32Type()));
+      Value below = e.count(r.sink, lastMiddle, [&](Emitter &e, Value t) {
+        return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
+      });
+      Value tooMany =
+          e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
+      sel = e.ifElse(selTypes, fits, everyLink, [&](Emitter &e) {
+        return e.ifElse(selTypes, tooMany, selectBudget,
+                        [&](Emitter &e) -> SmallVector<Value> {
+                          return {epsKey, e.idx(-1)};
+                        });
+      });
+    } else {
+      sel = e.ifElse(selTypes, fits, everyLink, selectBudget);
+    }
+    Selection s{sel[0], sel[1]};
+    emitMergeSlotMap(e, head, length, r, slots, lengths, scratch,
+                     [&](Emitter &e, Value t) {
+                       return isSelected(e, s, keyOf(e, t), t);
+                     });
+  });
+  rewriter.replaceOp(op, {e.toTensor(slots, op.getSlots().getType()),
+                          e.toTensor(lengths, op.getLengths().getType())});
+}
+
+void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value scores = e.toBuffer(op.getScores());
+  Value h = e.dim(scores, 0), length = e.dim(scores, 1);
+  Value slots = e.allocLike(op.getSlots().getType(), {h, length});
+  Value lengths = e.allocLike(op.getLengths().getType(), {h});
+  Value chunks =
+      e.divu(e.add(length, e.idx(kScanChunk - 1)), e.idx(kScanChunk));
+  Value scratch = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                          e.b.getI32Type(), {h, chunks});
+  int64_t middle = op.getMiddle();
+
+  e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
+    Value head = ivs[0];
+    Regions r = regions(e, length, op.getSink(), op.getRecent());
+    // Largest score first: complement the order key; ties keep the newer
+    // token: rank by distance from the newest.
+    auto keyOf = [&](Emitter &e, Value t) {
+      Value key = orderedKey(e, e.load(scores, {head, t}));
+      return arith::XOrIOp::create(e.b, key, e.i32(-1)).getResult();
+    };
+    auto rankOf = [&](Emitter &e, Value t) { return e.sub(length, t); };
+    Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
+    SmallVector<Type> selTypes{e.b.getI32Type(), e.b.getIndexType()};
+    SmallVector<Value> sel;
+    if (middle == 0) {
+      sel = {e.i32(0), e.idx(-1)};
+    } else {
+      sel = e.ifElse(
+          selTypes, fits,
+          [&](Emitter &e) -> SmallVector<Value> {
+            return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
+          },
+          [&](Emitter &e) -> SmallVector<Value> {
+            Selection s = selectSmallest(e, r.sink, r.recentStart,
+                                         e.idx(middle), keyOf, rankOf);
+            return {s.threshold, s.rankLimit};
+          });
+    }
+    Selection s{sel[0], sel[1]};
+    auto kept = [&](Emitter &e, Value t) {
+      return isSelected(e, s, keyOf(e, t), rankOf(e, t));
+    };
+    e.parallel({e.idx(0)}, {r.sink}, [&](Emitter &e, ValueRange ivs) {
+      e.store(e.toI32(ivs[0]), slots, {head, ivs[0]});
+    });
+    Value sinkI32 = e.toI32(r.sink);
+    chunkedScan(e, r.sink, r.recentStart, scratch, {head}, kept,
+                [&](Emitter &e, Value t, Value before, Value flag) {
+                  Value isKept = e.cmp(arith::CmpIPredicate::ne, flag, e.i32(0));
+                  e.store(e.select(isKept, e.add(sinkI32, before), e.i32(-1)),
+                          slots, {head, t});
+                });
+    Value nKept = e.count(r.sink, r.recentStart, kept);
+    Value recentBase = e.add(sinkI32, nKept);
+    e.parallel({r.recentStart}, {length}, [&](Emitter &e, ValueRange ivs) {
+      Value offset = e.toI32(e.sub(ivs[0], r.recentStart));
+      e.store(e.add(recentBase, offset), slots, {head, ivs[0]});
+    });
+    e.store(e.add(recentBase, e.toI32(e.sub(length, r.recentStart))), lengths,
+            {head});
+  });
+  rewriter.replaceOp(op, {e.toTensor(slots, op.getSlots().getType()),
+                          e.toTensor(lengths, op.getLengths().getType())});
+}
+
+void lowerMerge(MergeOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value keys = e.toBuffer(op.getKeys());
+  Value values = e.toBuffer(op.getValues());
+  Value scores = e.toBuffer(op.getScores());
+  Value slots = e.toBuffer(op.getSlots());
+  Value lengths = e.toBuffer(op.getLengths());
+  Type kt = elementType(op.getKeys()), vt = elementType(op.getValues());
+  Type ct = computeType(kt.isF64() || vt.isF64() ? Float64Type::get(kt.getContext()) : kt);
+  Type f32 = e.b.getF32Type();
+  Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2),
+        dv = e.dim(values, 2);
+  Value capacity = e.idx(0);
+  {
+    auto rt = cast<RankedTensorType>(op.getKeysInit().getType());
+    capacity = rt.isDynamicDim(1)
+                   ? tensor::DimOp::create(e.b, op.getKeysInit(), 1).getResult()
+                   : e.idx(rt.getDimSize(1));
+  }
+  Value outK = e.allocLike(op.getMergedKeys().getType(), {h, capacity, d});
+  Value outV = e.allocLike(op.getMergedValues().getType(), {h, capacity, dv});
+  Value outP = e.allocLike(op.getPositions().getType(), {h, capacity});
+  Value outC = e.allocLike(op.getCounts().getType(), {h, capacity});
+  Value outS = e.allocLike(op.getMergedScores().getType(), {h, capacity});
+  // Member range [start, end) of every slot, and a per-token weight buffer.
+  Type index = e.b.getIndexType();
+  Value start = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
+                        {h, capacity});
+  Value end = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
+                      {h, capacity});
+  Value weight = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct,
+                         {h, l});
+
+  // Slot boundaries, one parallel pass over tokens (empty until found).
+  e.parallel({e.idx(0), e.idx(0)}, {h, capacity}, [&](Emitter &e, ValueRange ivs) {
+    e.store(e.idx(0), start, ivs);
+    e.store(e.idx(0), end, ivs);
+  });
+  Value lastToken = e.sub(l, e.idx(1));
+  e.parallel({e.idx(0), e.idx(0)}, {h, l}, [&](Emitter &e, ValueRange ivs) {
+    Value head = ivs[0], t = ivs[1];
+    Value s = e.load(slots, {head, t});
+    Value valid = arith::AndIOp::create(
+        e.b, e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
+        e.cmp(arith::CmpIPredicate::slt, e.toIndex(s), capacity));
+    e.ifThen(valid, [&](Emitter &e) {
+      Value si = e.toIndex(s);
+      Value first = e.cmp(arith::CmpIPredicate::eq, t, e.idx(0));
+      Value prev = e.load(slots, {head, e.maxS(e.sub(t, e.idx(1)), e.idx(0))});
+      Value opens = arith::OrIOp::create(
+          e.b, first, e.cmp(arith::CmpIPredicate::ne, prev, s));
+      e.ifThen(opens, [&](Emitter &e) { e.store(t, start, {head, si}); });
+      Value last = e.cmp(arith::CmpIPredicate::eq, t, lastToken);
+      Value next = e.load(slots, {head, e.minS(e.add(t, e.idx(1)), lastToken)});
+      Value closes = arith::OrIOp::create(
+          e.b, last, e.cmp(arith::CmpIPredicate::ne, next, s));
+      e.ifThen(closes,
+               [&](Emitter &e) { e.store(e.add(t, e.idx(1)), end, {head, si}); });
+    });
+  });
+
+  SigmaAttr sigma = op.getSigmaOrDefault();
+  // One parallel iteration per output slot.
+  e.parallel({e.idx(0), e.idx(0)}, {h, capacity}, [&](Emitter &e, ValueRange ivs) {
+    Value head = ivs[0], slot = ivs[1];
+    Value len = e.toIndex(e.load(lengths, {head}));
+    Value used = e.cmp(arith::CmpIPredicate::slt, slot, len);
+    auto zeroRow = [&](Emitter &e, Value out, Value width, Type t) {
+      Value z = e.flt(0.0, t);
+      e.forLoop(e.idx(0), width,
+                [&](Emitter &e, Value k) { e.store(z, out, {head, slot, k}); });
+    };
+    e.ifThenElse(
+        used,
+        [&](Emitter &e) {
+          Value a = e.load(start, {head, slot});
+          Value b = e.load(end, {head, slot});
+          Value n = e.sub(b, a);
+          // Pivot: the largest score, ties to the newest; and the score sum.
+          Value ninf = e.flt(-std::numeric_limits<double>::infinity(), f32);
+          auto piv = e.forLoop(
+              a, b, ValueRange{a, ninf, e.flt(0.0, f32)},
+              [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                Value sc = e.load(scores, {head, t});
+                Value ge = e.fcmp(arith::CmpFPredicate::OGE, sc, acc[1]);
+                return {e.select(ge, t, acc[0]), e.select(ge, sc, acc[1]),
+                        arith::AddFOp::create(e.b, acc[2], sc).getResult()};
+              });
+          Value p = piv[0];
+          e.store(e.toI32(p), outP, {head, slot});
+          e.store(e.toI32(n), outC, {head, slot});
+          e.store(piv[2], outS, {head, slot});
+          Value single = e.cmp(arith::CmpIPredicate::eq, n, e.idx(1));
+          e.ifThenElse(
+              single,
+              [&](Emitter &e) {
+                e.forLoop(e.idx(0), d, [&](Emitter &e, Value k) {
+                  e.store(e.load(keys, {head, p, k}), outK, {head, slot, k});
+                });
+                e.forLoop(e.idx(0), dv, [&](Emitter &e, Value k) {
+                  e.store(e.load(values, {head, p, k}), outV, {head, slot, k});
+                });
+              },
+              [&](Emitter &e) {
+                Value zero = e.flt(0.0, ct);
+                // Squared distances to the pivot, kept per token.
+                Value total = e.forLoop(
+                    a, b, ValueRange{zero},
+                    [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                      Value dist = e.forLoop(
+                          e.idx(0), d, ValueRange{zero},
+                          [&](Emitter &e, Value k, ValueRange s) -> SmallVector<Value> {
+                            Value x = e.fsub(e.convert(e.load(keys, {head, p, k}), ct),
+                                             e.convert(e.load(keys, {head, t, k}), ct));
+                            return {e.fadd(s[0], e.fmul(x, x))};
+                          })[0];
+                      e.store(dist, weight, {head, t});
+                      return {e.fadd(acc[0], dist)};
+                    })[0];
+                Value nF = e.siToF(n, ct);
+                Value two = e.flt(2.0, ct);
+                Value sigma2;
+                switch (sigma.getKind()) {
+                case SigmaKind::automatic:
+                  sigma2 = e.fdiv(total, e.fsub(nF, e.flt(1.0, ct)));
+                  break;
+                case SigmaKind::fixed: {
+                  Value sv = e.flt(sigma.getValue().convertToDouble(), ct);
+                  sigma2 = e.fmul(sv, sv);
+                  break;
+                }
+                case SigmaKind::paper: {
+                  Value s02 = e.fdiv(total, nF);
+                  Value s0zero = e.fcmp(arith::CmpFPredicate::OEQ, s02, zero);
+                  Value safe = e.select(s0zero, e.flt(1.0, ct), s02);
+                  Value g0 = e.forLoop(
+                      a, b, ValueRange{zero},
+                      [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                        Value dist = e.load(weight, {head, t});
+                        Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, dist),
+                                               e.fmul(two, safe)));
+                        return {e.fadd(acc[0], g)};
+                      })[0];
+                  Value sg = e.fdiv(g0, e.fmul(e.sqrt(two), nF));
+                  // s0^2 == 0 means equal weights: force sigma^2 = 0.
+                  sigma2 = e.select(s0zero, zero, e.fmul(sg, sg));
+                  break;
+                }
+                }
+                Value equalW = e.fcmp(arith::CmpFPredicate::OEQ, sigma2, zero);
+                Value safe2 = e.select(equalW, e.flt(1.0, ct), sigma2);
+                Value gsum = e.forLoop(
+                    a, b, ValueRange{zero},
+                    [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                      Value dist = e.load(weight, {head, t});
+                      Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, dist),
+                                             e.fmul(two, safe2)));
+                      g = e.select(equalW, e.flt(1.0, ct), g);
+                      e.store(g, weight, {head, t});
+                      return {e.fadd(acc[0], g)};
+                    })[0];
+                // Weighted sums into f32 (f64) rows on the stack.
+                e.allocaScope([&](Emitter &e) {
+                  auto accumulate = [&](Emitter &e, Value src, Value width,
+                                        Value out, Type storage) {
+                    Value row = memref::AllocaOp::create(
+                        e.b, MemRefType::get({ShapedType::kDynamic}, ct),
+                        ValueRange{width});
+                    e.forLoop(e.idx(0), width,
+                              [&](Emitter &e, Value k) { e.store(zero, row, {k}); });
+                    e.forLoop(a, b, [&](Emitter &e, Value t) {
+                      Value w = e.fdiv(e.load(weight, {head, t}), gsum);
+                      e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                        Value x = e.convert(e.load(src, {head, t, k}), ct);
+                        e.store(e.fadd(e.load(row, {k}), e.fmul(w, x)), row, {k});
+                      });
+                    });
+                    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                      e.store(e.convert(e.load(row, {k}), storage), out,
+                              {head, slot, k});
+                    });
+                  };
+                  accumulate(e, keys, d, outK, kt);
+                  accumulate(e, values, dv, outV, vt);
+                });
+              });
+        },
+        [&](Emitter &e) {
+          zeroRow(e, outK, d, kt);
+          zeroRow(e, outV, dv, vt);
+          e.store(e.i32(0), outP, {head, slot});
+          e.store(e.i32(0), outC, {head, slot});
+          e.store(e.flt(0.0, f32), outS, {head, slot});
+        });
+  });
+  rewriter.replaceOp(op, {e.toTensor(outK, op.getMergedKeys().getType()),
+                          e.toTensor(outV, op.getMergedValues().getType()),
+                          e.toTensor(outP, op.getPositions().getType()),
+                          e.toTensor(outC, op.getCounts().getType()),
+                          e.toTensor(outS, op.getMergedScores().getType())});
+}
+
+Value scaleOr(Emitter &e, std::optional<llvm::APFloat> scale, Value d, Type ct) {
+  if (scale)
+    return e.flt(scale->convertToDouble(), ct);
+  return e.fdiv(e.flt(1.0, ct), e.sqrt(e.siToF(d, ct)));
+}
+
+void lowerAccumulatedScores(AccumulatedScoresOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value q = e.toBuffer(op.getQueries());
+  Value k = e.toBuffer(op.getKeys());
+  Type ct = computeType(elementType(op.getQueries()));
+  Type f32 = e.b.getF32Type();
+  Value hq = e.dim(q, 0), l = e.dim(q, 1), d = e.dim(q, 2), hkv = e.dim(k, 0);
+  Value group = e.divu(hq, hkv);
+  Value out = e.allocLike(op.getResult().getType(), {hkv, l});
+  Value row = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hkv, l});
+  Value acc = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hkv, l});
+  Value scale = scaleOr(e, op.getScale(), d, ct);
+  Value first = e.idx(0);
+  if (std::optional<uint64_t> w = op.getWindow())
+    first = e.maxS(e.sub(l, e.idx(*w)), e.idx(0));
+  e.parallel({e.idx(0)}, {hkv}, [&](Emitter &e, ValueRange ivs) {
+    Value h = ivs[0];
+    // Sum over the G query heads of this KV head and the observed queries
+    // in `acc`; `row` holds one query's logits, then probabilities.
+    e.forLoop(e.idx(0), l, [&](Emitter &e, Value t) {
+      e.store(e.flt(0.0, ct), acc, {h, t});
+    });
+    e.forLoop(e.idx(0), group, [&](Emitter &e, Value g) {
+      Value j = e.add(e.mul(h, group), g);
+      e.forLoop(first, l, [&](Emitter &e, Value i) {
+        Value upto = e.add(i, e.idx(1));
+        Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
+        Value mx = e.forLoop(
+            e.idx(0), upto, ValueRange{ninf},
+            [&](Emitter &e, Value t, ValueRange m) -> SmallVector<Value> {
+              Value dot = e.forLoop(
+                  e.idx(0), d, ValueRange{e.flt(0.0, ct)},
+                  [&](Emitter &e, Value c, ValueRange s) -> SmallVector<Value> {
+                    Value x = e.convert(e.load(q, {j, i, c}), ct);
+                    Value y = e.convert(e.load(k, {h, t, c}), ct);
+                    return {e.fadd(s[0], e.fmul(x, y))};
+                  })[0];
+              Value logit = e.fmul(dot, scale);
+              e.store(logit, row, {h, t});
+              return {e.fmax(m[0], logit)};
+            })[0];
+        Value z = e.forLoop(
+            e.idx(0), upto, ValueRange{e.flt(0.0, ct)},
+            [&](Emitter &e, Value t, ValueRange s) -> SmallVector<Value> {
+              Value p = e.exp(e.fsub(e.load(row, {h, t}), mx));
+              e.store(p, row, {h, t});
+              return {e.fadd(s[0], p)};
+            })[0];
+        e.forLoop(e.idx(0), upto, [&](Emitter &e, Value t) {
+          Value p = e.fdiv(e.load(row, {h, t}), z);
+          e.store(e.fadd(e.load(acc, {h, t}), p), acc, {h, t});
+        });
+      });
+    });
+    e.forLoop(e.idx(0), l, [&](Emitter &e, Value t) {
+      e.store(e.convert(e.load(acc, {h, t}), f32), out, {h, t});
+    });
+  });
+  rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
+}
+
+void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value q = e.toBuffer(op.getQuery());
+  Value k = e.toBuffer(op.getKeys());
+  Value v = e.toBuffer(op.getValues());
+  Value lengths = op.getLengths() ? e.toBuffer(op.getLengths()) : Value();
+  Value counts = op.getCounts() ? e.toBuffer(op.getCounts()) : Value();
+  bool countBias = op.getCountBias();
+  bool causal = op.getCausal();
+  Type ot = elementType(op.getInit());
+  Type ct = computeType(elementType(op.getQuery()));
+  Value hq = e.dim(q, 0), lq = e.dim(q, 1), d = e.dim(q, 2);
+  Value hkv = e.dim(k, 0), s = e.dim(k, 1), dv = e.dim(v, 2);
+  Value group = e.divu(hq, hkv);
+  Value out = e.allocLike(op.getResult().getType(), {hq, lq, dv});
+  Value scale = scaleOr(e, op.getScale(), d, ct);
+  e.parallel({e.idx(0), e.idx(0)}, {hq, lq}, [&](Emitter &e, ValueRange ivs) {
+    Value j = ivs[0], i = ivs[1];
+    Value h = e.divu(j, group);
+    Value n = s;
+    if (lengths)
+      n = e.maxS(e.minS(e.toIndex(e.load(lengths, {h})), s), e.idx(0));
+    if (causal)
+      n = e.minS(n, e.add(i, e.add(e.sub(s, lq), e.idx(1))));
+    e.allocaScope([&](Emitter &e) {
+      Value acc = memref::AllocaOp::create(
+          e.b, MemRefType::get({ShapedType::kDynamic}, ct), ValueRange{dv});
+      Value zero = e.flt(0.0, ct);
+      e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) { e.store(zero, acc, {c}); });
+      Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
+      // Online softmax: running max and normalizer, rescaled accumulator.
+      auto mz = e.forLoop(
+          e.idx(0), n, ValueRange{ninf, zero},
+          [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
+            Value dot = e.forLoop(
+                e.idx(0), d, ValueRange{zero},
+                [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
+                  Value x = e.convert(e.load(q, {j, i, c}), ct);
+                  Value y = e.convert(e.load(k, {h, t, c}), ct);
+                  return {e.fadd(a[0], e.fmul(x, y))};
+                })[0];
+            Value logit = e.fmul(dot, scale);
+            if (countBias) {
+              Value cnt = e.load(counts, {h, t});
+              logit = e.fadd(logit, e.log(arith::SIToFPOp::create(e.b, ct, cnt)));
+            }
+            Value m = e.fmax(st[0], logit);
+            Value corr = e.exp(e.fsub(st[0], m));
+            Value p = e.exp(e.fsub(logit, m));
+            e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+              Value y = e.convert(e.load(v, {h, t, c}), ct);
+              e.store(e.fadd(e.fmul(e.load(acc, {c}), corr), e.fmul(p, y)), acc,
+                      {c});
+            });
+            return {m, e.fadd(e.fmul(st[1], corr), p)};
+          });
+      Value empty = e.fcmp(arith::CmpFPredicate::OEQ, mz[1], zero);
+      Value z = e.select(empty, e.flt(1.0, ct), mz[1]);
+      e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+        e.store(e.convert(e.fdiv(e.load(acc, {c}), z), ot), out, {j, i, c});
+      });
+    });
+  });
+  rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
+}
+
+struct ConvertKVCacheToLoopsPass
+    : kvmerge::impl::ConvertKVCacheToLoopsBase<ConvertKVCacheToLoopsPass> {
+  void runOnOperation() override {
+    SmallVector<Operation *> ops;
+    getOperation()->walk([&](Operation *op) {
+      if (isa<KVCacheDialect>(op->getDialect()))
+        ops.push_back(op);
+    });
+    IRRewriter rewriter(&getContext());
+    for (Operation *op : ops) {
+      rewriter.setInsertionPoint(op);
+      if (auto compress = dyn_cast<CompressOp>(op)) {
+        compress.emitOpError()
+            << "must be decomposed first (run kvmerge-decompose-compress)";
+        return signalPassFailure();
+      }
+      llvm::TypeSwitch<Operation *>(op)
+          .Case([&](SimilarityOp o) { lowerSimilarity(o, rewriter); })
+          .Case([&](MergeSetsOp o) { lowerMergeSets(o, rewriter); })
+          .Case([&](SelectSetsOp o) { lowerSelectSets(o, rewriter); })
+          .Case([&](MergeOp o) { lowerMerge(o, rewriter); })
+          .Case([&](AccumulatedScoresOp o) {
+            lowerAccumulatedScores(o, rewriter);
+          })
+          .Case([&](AttentionOp o) { lowerAttention(o, rewriter); });
+    }
+  }
+};
+
+} // namespace
