@@ -205,18 +205,6 @@ struct Emitter {
     (void)types;
     return SmallVector<Value>(op.getResults());
   }
-  /// Runs `body` in its own stack-allocation scope (for per-iteration
-  /// `memref.alloca` scratch rows).
-  void allocaScope(function_ref<void(Emitter &)> body) {
-    auto scope = memref::AllocaScopeOp::create(b, TypeRange{});
-    OpBuilder::InsertionGuard guard(b);
-    Block *block = b.createBlock(&scope.getBodyRegion());
-    b.setInsertionPointToStart(block);
-    Emitter e(b, b.getLoc());
-    body(e);
-    memref::AllocaScopeReturnOp::create(e.b);
-  }
-
   // Bridges between tensors and buffers.
   Value toBuffer(Value tensor) {
     auto rt = llvm::cast<RankedTensorType>(tensor.getType());
@@ -750,30 +738,41 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
                       e.store(g, weight, {head, t});
                       return {e.fadd(acc[0], g)};
                     })[0];
-                // Weighted sums into f32 (f64) rows on the stack.
-                e.allocaScope([&](Emitter &e) {
-                  auto accumulate = [&](Emitter &e, Value src, Value width,
-                                        Value out, Type storage) {
-                    Value row = memref::AllocaOp::create(
-                        e.b, MemRefType::get({ShapedType::kDynamic}, ct),
-                        ValueRange{width});
-                    e.forLoop(e.idx(0), width,
-                              [&](Emitter &e, Value k) { e.store(zero, row, {k}); });
+                // Weighted sums. When storage is the compute type the output
+                // row is the accumulator (token-major, vectorizable over D);
+                // otherwise each element is reduced over the set in f32 and
+                // rounded once.
+                auto accumulate = [&](Emitter &e, Value src, Value width,
+                                      Value out, Type storage) {
+                  if (storage == ct) {
+                    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                      e.store(zero, out, {head, slot, k});
+                    });
                     e.forLoop(a, b, [&](Emitter &e, Value t) {
                       Value w = e.fdiv(e.load(weight, {head, t}), gsum);
                       e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
-                        Value x = e.convert(e.load(src, {head, t, k}), ct);
-                        e.store(e.fadd(e.load(row, {k}), e.fmul(w, x)), row, {k});
+                        Value x = e.load(src, {head, t, k});
+                        e.store(e.fadd(e.load(out, {head, slot, k}), e.fmul(w, x)),
+                                out, {head, slot, k});
                       });
                     });
-                    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
-                      e.store(e.convert(e.load(row, {k}), storage), out,
-                              {head, slot, k});
-                    });
-                  };
-                  accumulate(e, keys, d, outK, kt);
-                  accumulate(e, values, dv, outV, vt);
-                });
+                    return;
+                  }
+                  Value inv = e.fdiv(e.flt(1.0, ct), gsum);
+                  e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                    Value sum = e.forLoop(
+                        a, b, ValueRange{zero},
+                        [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                          Value w = e.load(weight, {head, t});
+                          Value x = e.convert(e.load(src, {head, t, k}), ct);
+                          return {e.fadd(acc[0], e.fmul(w, x))};
+                        })[0];
+                    e.store(e.convert(e.fmul(sum, inv), storage), out,
+                            {head, slot, k});
+                  });
+                };
+                accumulate(e, keys, d, outK, kt);
+                accumulate(e, values, dv, outV, vt);
               });
         },
         [&](Emitter &e) {
@@ -873,6 +872,11 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   Value hkv = e.dim(k, 0), s = e.dim(k, 1), dv = e.dim(v, 2);
   Value group = e.divu(hq, hkv);
   Value out = e.allocLike(op.getResult().getType(), {hq, lq, dv});
+  // The output is the accumulator when it has the compute type.
+  Value acc = ot == ct ? out
+                       : e.alloc({ShapedType::kDynamic, ShapedType::kDynamic,
+                                  ShapedType::kDynamic},
+                                 ct, {hq, lq, dv});
   Value scale = scaleOr(e, op.getScale(), d, ct);
   e.parallel({e.idx(0), e.idx(0)}, {hq, lq}, [&](Emitter &e, ValueRange ivs) {
     Value j = ivs[0], i = ivs[1];
@@ -882,43 +886,40 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
       n = e.maxS(e.minS(e.toIndex(e.load(lengths, {h})), s), e.idx(0));
     if (causal)
       n = e.minS(n, e.add(i, e.add(e.sub(s, lq), e.idx(1))));
-    e.allocaScope([&](Emitter &e) {
-      Value acc = memref::AllocaOp::create(
-          e.b, MemRefType::get({ShapedType::kDynamic}, ct), ValueRange{dv});
-      Value zero = e.flt(0.0, ct);
-      e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) { e.store(zero, acc, {c}); });
-      Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
-      // Online softmax: running max and normalizer, rescaled accumulator.
-      auto mz = e.forLoop(
-          e.idx(0), n, ValueRange{ninf, zero},
-          [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
-            Value dot = e.forLoop(
-                e.idx(0), d, ValueRange{zero},
-                [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
-                  Value x = e.convert(e.load(q, {j, i, c}), ct);
-                  Value y = e.convert(e.load(k, {h, t, c}), ct);
-                  return {e.fadd(a[0], e.fmul(x, y))};
-                })[0];
-            Value logit = e.fmul(dot, scale);
-            if (countBias) {
-              Value cnt = e.load(counts, {h, t});
-              logit = e.fadd(logit, e.log(arith::SIToFPOp::create(e.b, ct, cnt)));
-            }
-            Value m = e.fmax(st[0], logit);
-            Value corr = e.exp(e.fsub(st[0], m));
-            Value p = e.exp(e.fsub(logit, m));
-            e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
-              Value y = e.convert(e.load(v, {h, t, c}), ct);
-              e.store(e.fadd(e.fmul(e.load(acc, {c}), corr), e.fmul(p, y)), acc,
-                      {c});
-            });
-            return {m, e.fadd(e.fmul(st[1], corr), p)};
+    Value zero = e.flt(0.0, ct);
+    e.forLoop(e.idx(0), dv,
+              [&](Emitter &e, Value c) { e.store(zero, acc, {j, i, c}); });
+    Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
+    // Online softmax: running max and normalizer, rescaled accumulator.
+    auto mz = e.forLoop(
+        e.idx(0), n, ValueRange{ninf, zero},
+        [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
+          Value dot = e.forLoop(
+              e.idx(0), d, ValueRange{zero},
+              [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
+                Value x = e.convert(e.load(q, {j, i, c}), ct);
+                Value y = e.convert(e.load(k, {h, t, c}), ct);
+                return {e.fadd(a[0], e.fmul(x, y))};
+              })[0];
+          Value logit = e.fmul(dot, scale);
+          if (countBias) {
+            Value cnt = e.load(counts, {h, t});
+            logit = e.fadd(logit, e.log(arith::SIToFPOp::create(e.b, ct, cnt)));
+          }
+          Value m = e.fmax(st[0], logit);
+          Value corr = e.exp(e.fsub(st[0], m));
+          Value p = e.exp(e.fsub(logit, m));
+          e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+            Value y = e.convert(e.load(v, {h, t, c}), ct);
+            e.store(e.fadd(e.fmul(e.load(acc, {j, i, c}), corr), e.fmul(p, y)),
+                    acc, {j, i, c});
           });
-      Value empty = e.fcmp(arith::CmpFPredicate::OEQ, mz[1], zero);
-      Value z = e.select(empty, e.flt(1.0, ct), mz[1]);
-      e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
-        e.store(e.convert(e.fdiv(e.load(acc, {c}), z), ot), out, {j, i, c});
-      });
+          return {m, e.fadd(e.fmul(st[1], corr), p)};
+        });
+    Value empty = e.fcmp(arith::CmpFPredicate::OEQ, mz[1], zero);
+    Value z = e.select(empty, e.flt(1.0, ct), mz[1]);
+    e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+      e.store(e.convert(e.fdiv(e.load(acc, {j, i, c}), z), ot), out, {j, i, c});
     });
   });
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));

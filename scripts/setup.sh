@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up everything kvmerge needs on Debian 12 and builds it (idempotent,
+# incremental): Debian's LLVM/MLIR 22 toolchain, a project virtualenv with the
+# PyPI packages, a CMake+Ninja build in build/.
+#
+#   scripts/setup.sh            # packages + venv + build
+#   KVMERGE_SKIP_APT=1 ...      # skip the apt step (packages already present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+APT_PACKAGES=(llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22
+              ninja-build cmake python3-venv python3-dev)
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if [[ -z "${KVMERGE_SKIP_APT:-}" ]]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating the virtualenv .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.kvmerge-requirements
+want=$(cat python/requirements.txt python/requirements-eval.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  log "installing PyPI packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -r python/requirements.txt
+  if [[ -f python/requirements-eval.txt ]]; then
+    .venv/bin/python -m pip install -q -r python/requirements-eval.txt
+  fi
+  echo "$want" > "$stamp"
+fi
+
+if [[ ! -f build/build.ninja ]]; then
+  log "configuring (CMake + Ninja, clang-22, lld, libMLIR.so)"
+  cmake -G Ninja -S . -B build \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
+    -DLLVM_USE_LINKER=lld-22 \
+    -DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir \
+    -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit \
+    -DMLIR_LINK_MLIR_DYLIB=ON \
+    -DPython3_EXECUTABLE="$ROOT/.venv/bin/python" >/dev/null
+fi
+log "building"
+start=$(date +%s)
+ninja -C build ${KVMERGE_BUILD_TARGETS:-} | tail -1
+log "build done in $(( $(date +%s) - start ))s"

@@ -1,0 +1,133 @@
+// Structure of the kvcache -> loops conversion: parallel loops on buffers,
+// reassociable reductions, tensors bridged with to_buffer / to_tensor.
+// RUN: kvmerge-opt %s -split-input-file --convert-kvcache-to-loops --canonicalize --cse | FileCheck %s
+
+// Similarity: one parallel iteration per (head, link); the D loop is a
+// reassociable f32 reduction (f16 storage is widened first).
+// CHECK-LABEL: func @similarity
+// CHECK-SAME: (%[[K:.*]]: tensor<2x16x8xf16>)
+// CHECK: %[[OUT:.*]] = memref.alloc() : memref<2x15xf32>
+// CHECK: scf.parallel (%[[H:.*]], %[[T:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
+// CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32)
+// CHECK:     tensor.extract %[[K]]
+// CHECK:     arith.extf {{.*}} : f16 to f32
+// CHECK:     arith.addf {{.*}} fastmath<reassoc,contract> : f32
+// CHECK:   math.sqrt
+// CHECK:   memref.store {{.*}}, %[[OUT]][%[[H]], %[[T]]]
+// CHECK: %[[R:.*]] = bufferization.to_tensor %[[OUT]] restrict writable
+// CHECK: return %[[R]]
+func.func @similarity(%k: tensor<2x16x8xf16>) -> tensor<2x15xf32> {
+  %s = kvcache.similarity %k : tensor<2x16x8xf16> -> tensor<2x15xf32>
+  return %s : tensor<2x15xf32>
+}
+
+// -----
+
+// Merge-set identification: per head, the weakest links are found by a
+// 32-step bitwise search on order-preserving keys (each step a parallel
+// count, scf.reduce), ties by a 31-step rank search; then a two-level scan
+// writes the slot map. Threshold mode first counts links below eps.
+// CHECK-LABEL: func @merge_sets
+// CHECK-DAG: %[[C31:.*]] = arith.constant 31 : index
+// CHECK-DAG: %[[C32:.*]] = arith.constant 32 : index
+// CHECK: scf.parallel (%[[HEAD:.*]]) =
+// CHECK:   scf.parallel {{.*}} init (%{{.*}}) -> i32
+// CHECK:     arith.bitcast {{.*}} : f32 to i32
+// CHECK:     arith.cmpi ult
+// CHECK:     scf.reduce
+// CHECK:       arith.addi
+// CHECK:   scf.if
+// CHECK:     scf.for %{{.*}} = %{{.*}} to %[[C32]]
+// CHECK:       scf.parallel {{.*}} init
+// CHECK:     scf.for %{{.*}} = %{{.*}} to %[[C31]]
+// CHECK:   scf.parallel
+// CHECK:   scf.for {{.*}} iter_args
+// CHECK: bufferization.to_tensor {{.*}} : memref<2x16xi32> to tensor<2x16xi32>
+// CHECK: bufferization.to_tensor {{.*}} : memref<2xi32> to tensor<2xi32>
+func.func @merge_sets(%s: tensor<2x15xf32>) -> (tensor<2x16xi32>, tensor<2xi32>) {
+  %slots, %len = kvcache.merge_sets %s sink(2) recent(2) middle(4) mode(threshold) eps(0.5)
+      : tensor<2x15xf32> -> tensor<2x16xi32>, tensor<2xi32>
+  return %slots, %len : tensor<2x16xi32>, tensor<2xi32>
+}
+
+// -----
+
+// StreamingLLM (middle(0)) needs no selection at all: no bitwise search.
+// CHECK-LABEL: func @select_streaming
+// CHECK-NOT: arith.constant 32 : index
+// CHECK: scf.parallel
+// CHECK: return
+func.func @select_streaming(%a: tensor<2x16xf32>) -> (tensor<2x16xi32>, tensor<2xi32>) {
+  %slots, %len = kvcache.select_sets %a sink(4) recent(4) middle(0)
+      : tensor<2x16xf32> -> tensor<2x16xi32>, tensor<2xi32>
+  return %slots, %len : tensor<2x16xi32>, tensor<2xi32>
+}
+
+// -----
+
+// Merge: one parallel iteration per (head, slot); singletons are copied,
+// larger sets get Gaussian weights (math.exp); bf16 storage is reduced over
+// the set in f32 per element and rounded once. No stack scratch.
+// CHECK-LABEL: func @merge
+// CHECK-NOT: memref.alloca
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
+// CHECK: scf.parallel (%[[H:.*]], %[[S:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
+// CHECK:   scf.if
+// CHECK:     scf.for {{.*}} iter_args({{.*}}) -> (index, f32, f32)
+// CHECK:     scf.if
+// CHECK:     } else {
+// CHECK:       math.exp
+// CHECK:       scf.for
+// CHECK:         scf.for {{.*}} -> (f32)
+// CHECK:           arith.extf {{.*}} : bf16 to f32
+// CHECK:         arith.truncf {{.*}} : f32 to bf16
+func.func @merge(%k: tensor<2x16x8xbf16>, %v: tensor<2x16x8xbf16>, %a: tensor<2x16xf32>,
+                 %slots: tensor<2x16xi32>, %len: tensor<2xi32>) -> tensor<2x8x8xbf16> {
+  %k0 = tensor.empty() : tensor<2x8x8xbf16>
+  %p0 = tensor.empty() : tensor<2x8xi32>
+  %s0 = tensor.empty() : tensor<2x8xf32>
+  %r:5 = kvcache.merge ins(%k, %v, %a : tensor<2x16x8xbf16>, tensor<2x16x8xbf16>, tensor<2x16xf32>)
+      slots(%slots, %len : tensor<2x16xi32>, tensor<2xi32>)
+      outs(%k0, %k0, %p0, %p0, %s0 : tensor<2x8x8xbf16>, tensor<2x8x8xbf16>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>)
+  return %r#0 : tensor<2x8x8xbf16>
+}
+
+// -----
+
+// Decode attention: one parallel iteration per (query head, query) (the unit
+// query dimension folds away), online
+// softmax over the valid slots of its KV head (GQA: head / group); f16
+// output accumulates in an f32 buffer.
+// CHECK-LABEL: func @attention
+// CHECK: %[[OUT:.*]] = memref.alloc() : memref<4x1x8xf16>
+// CHECK: %[[ACC:.*]] = memref.alloc() : memref<4x1x8xf32>
+// CHECK: scf.parallel (%[[J:.*]]) =
+// CHECK:   arith.divui %[[J]], %{{.*}} : index
+// CHECK:   tensor.extract %{{.*}}[%{{.*}}] : tensor<2xi32>
+// CHECK:   arith.minsi
+// CHECK:   scf.for {{.*}} -> (f32, f32)
+// CHECK:     math.log
+// CHECK:     math.exp
+// CHECK:     memref.store {{.*}}, %[[ACC]]
+// CHECK:   arith.truncf {{.*}} : f32 to f16
+// CHECK:   memref.store {{.*}}, %[[OUT]]
+func.func @attention(%q: tensor<4x1x8xf16>, %k: tensor<2x16x8xf16>, %v: tensor<2x16x8xf16>,
+                     %len: tensor<2xi32>, %cnt: tensor<2x16xi32>) -> tensor<4x1x8xf16> {
+  %o0 = tensor.empty() : tensor<4x1x8xf16>
+  %o = kvcache.attention ins(%q, %k, %v : tensor<4x1x8xf16>, tensor<2x16x8xf16>, tensor<2x16x8xf16>)
+      lengths(%len : tensor<2xi32>) counts(%cnt : tensor<2x16xi32>) outs(%o0 : tensor<4x1x8xf16>) count_bias
+  return %o : tensor<4x1x8xf16>
+}
+
+// -----
+
+// Accumulated scores: per KV head, G query heads x observed queries.
+// CHECK-LABEL: func @accumulated_scores
+// CHECK: scf.parallel (%{{.*}}) =
+// CHECK:   scf.for
+// CHECK:     scf.for %{{.*}} = %[[FIRST:.*]] to
+// CHECK:       math.exp
+func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) -> tensor<2x16xf32> {
+  %a = kvcache.accumulated_scores %q, %k window(4) : tensor<4x16x8xf32>, tensor<2x16x8xf32> -> tensor<2x16xf32>
+  return %a : tensor<2x16xf32>
+}
