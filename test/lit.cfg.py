@@ -25,8 +25,18 @@ llvm_config.use_default_substitutions()
 config.substitutions.append(
     ("%mlir_opt", os.path.join(config.mlir_tools_dir, "mlir-opt")))
 
+# Executable CPU tests: JIT through Debian's mlir-runner with MLIR's runtime
+# print helpers.
+config.substitutions.append(
+    ("%mlir_runner", os.path.join(config.mlir_tools_dir, "mlir-runner")))
+llvm_lib_dir = os.path.join(os.path.dirname(config.mlir_tools_dir), "lib")
+config.substitutions.append(
+    ("%runner_utils_lib", os.path.join(llvm_lib_dir, "libmlir_runner_utils.so")))
+config.substitutions.append(
+    ("%c_runner_utils_lib", os.path.join(llvm_lib_dir, "libmlir_c_runner_utils.so")))
+
 tool_dirs = [config.kvmerge_tools_dir, config.llvm_tools_dir]
-tools = ["kvmerge-opt"]
+tools = ["kvmerge-opt", "kvmerge-run"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 if config.ptxas and os.path.exists(config.ptxas):

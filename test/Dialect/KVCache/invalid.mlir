@@ -137,15 +137,15 @@ func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32
 // -----
 
 func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
-  // expected-error @+1 {{budget of 3 slots is smaller than 'sink' (4)}}
-  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<streaming, slots = 3>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+  // expected-error @+1 {{'kvcache.compress' op budget of 3 slots is smaller than 'sink' (4)}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<streaming, slots = 3>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x3x8xf32>, tensor<2x3x8xf32>, tensor<2x3xi32>, tensor<2x3xi32>, tensor<2x3xf32>, tensor<2xi32>
   return
 }
 
 // -----
 
 func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
-  // expected-error @+1 {{budget of 8 slots leaves no slot for the middle after sink (4) and recent (4)}}
+  // expected-error @+1 {{'kvcache.compress' op budget of 8 slots leaves no slot for the middle after sink (4) and recent (4)}}
   %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<h2o, slots = 8, sink = 4, recent = 4>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
   return
 }
@@ -596,4 +596,12 @@ func.func @f(%q: tensor<4x1x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x4xf3
   // expected-error @+1 {{'kvcache.attention' op output must have shape [4, 1, 4] [Hq, Lq, Dv], got [4, 1, 8]}}
   %0 = kvcache.attention ins(%q, %k, %v : tensor<4x1x8xf32>, tensor<2x16x8xf32>, tensor<2x16x4xf32>)  outs(%o : tensor<4x1x8xf32>) 
   return
+}
+
+// -----
+
+// A budget with no room for a middle is fine while the cache fits (L <= B).
+func.func @fits(%k: tensor<2x6x8xf32>, %v: tensor<2x6x8xf32>, %a: tensor<2x6xf32>) -> tensor<2xi32> {
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<h2o, slots = 8, sink = 4, recent = 4>} : tensor<2x6x8xf32>, tensor<2x6x8xf32>, tensor<2x6xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+  return %0#5 : tensor<2xi32>
 }

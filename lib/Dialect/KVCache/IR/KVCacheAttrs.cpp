@@ -248,20 +248,6 @@ LogicalResult PolicyAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << formatNumber(e);
   if (!sigma)
     return emitError() << "'sigma' is missing";
-  // A static budget must leave room for what the policy keeps exactly.
-  if (slots) {
-    int64_t budget = *slots;
-    int64_t rec = recent.value_or((budget + 3) / 4);
-    if (kind == PolicyKind::streaming) {
-      if (sink > budget)
-        return emitError() << "budget of " << budget
-                           << " slots is smaller than 'sink' (" << sink << ")";
-    } else if (sink + rec >= budget) {
-      return emitError() << "budget of " << budget
-                         << " slots leaves no slot for the middle after sink ("
-                         << sink << ") and recent (" << rec << ")";
-    }
-  }
   return success();
 }
 

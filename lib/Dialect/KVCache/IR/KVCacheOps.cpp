@@ -334,36 +334,42 @@ LogicalResult CompressOp::verify() {
                            << capacity << " slots";
     return success();
   }
+  int64_t budget;
   if (std::optional<int64_t> slots = policy.getStaticBudget()) {
-    if (*slots > capacity)
-      return emitOpError() << "budget of " << *slots
+    budget = *slots;
+    if (budget > capacity)
+      return emitOpError() << "budget of " << budget
                            << " slots is larger than the result capacity ("
                            << capacity << " slots)";
-    if (*slots < capacity)
+    if (budget < capacity)
       return emitOpError() << "result capacity (" << capacity
-                           << " slots) must equal the budget of " << *slots
+                           << " slots) must equal the budget of " << budget
                            << " slots";
-    return success();
+  } else {
+    if (ShapedType::isDynamic(l))
+      return success();
+    budget = policy.getBudget(l);
+    if (budget != capacity)
+      return emitOpError()
+             << "ratio " << formatNumber(policy.getRatio()->convertToDouble())
+             << " of " << l << " tokens is a budget of " << budget
+             << " slots, but the result capacity is " << capacity << " slots";
   }
-  if (ShapedType::isDynamic(l))
+  // A cache that fits is returned as is; otherwise the budget must leave
+  // room for what the policy keeps exactly (checked when L may exceed B).
+  if (!ShapedType::isDynamic(l) && l <= budget)
     return success();
-  int64_t budget = policy.getBudget(l);
-  if (budget != capacity)
-    return emitOpError() << "ratio "
-                         << formatNumber(policy.getRatio()->convertToDouble())
-                         << " of " << l << " tokens is a budget of " << budget
-                         << " slots, but the result capacity is " << capacity
-                         << " slots";
-  if (policy.getKind() != PolicyKind::streaming && budget < l &&
-      policy.getSink() + policy.getRecentFor(budget) >= budget)
+  if (policy.getKind() == PolicyKind::streaming) {
+    if (policy.getSink() > budget)
+      return emitOpError() << "budget of " << budget
+                           << " slots is smaller than 'sink' ("
+                           << policy.getSink() << ")";
+  } else if (policy.getSink() + policy.getRecentFor(budget) >= budget) {
     return emitOpError() << "budget of " << budget
                          << " slots leaves no slot for the middle after sink ("
                          << policy.getSink() << ") and recent ("
                          << policy.getRecentFor(budget) << ")";
-  if (policy.getKind() == PolicyKind::streaming && policy.getSink() > budget)
-    return emitOpError() << "budget of " << budget
-                         << " slots is smaller than 'sink' ("
-                         << policy.getSink() << ")";
+  }
   return success();
 }
 
