@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from typing import NamedTuple
+
 import numpy as np
 
 try:  # bfloat16 is optional at import time, but the project installs ml_dtypes.
@@ -524,6 +526,66 @@ def _h2o_keep(ac: np.ndarray, sink: int, recent: int, bm: int) -> np.ndarray:
     return np.concatenate((base, keep, tail), axis=1)
 
 
+class CompressArgs(NamedTuple):
+    """Validated, normalized arguments of :func:`compress` (shared with the compiled path)."""
+
+    policy: str
+    kc: np.ndarray
+    vc: np.ndarray
+    ac: np.ndarray
+    kdt: np.dtype
+    vdt: np.dtype
+    B: int
+    sink: int
+    recent: int
+    mode: str
+    eps: float
+    sigma: object
+
+
+def resolve_compress_args(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4,
+                          recent=None, mode="budget", eps=0.75, sigma="auto") -> CompressArgs:
+    """Validates :func:`compress`'s arguments and resolves the budget ``B`` and ``recent``.
+
+    Raises the same ValueErrors as :func:`compress`, naming the offending argument.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy: unknown policy {policy!r}; expected one of {POLICIES}")
+    k, v, kc, vc, ac = _prepare_kvs(keys, values, scores)
+    H, L, D = kc.shape
+    sink = _int_arg(sink, "sink", 0)
+    if recent is not None:
+        recent = _int_arg(recent, "recent", 0)
+    mode = _check_mode(mode)
+    eps = _check_eps(eps)
+    sigma = _check_sigma(sigma)
+    if budget is not None and ratio is not None:
+        raise ValueError(f"budget/ratio: give exactly one of budget and ratio, got budget={budget!r}, ratio={ratio!r}")
+    if budget is not None:
+        B = _int_arg(budget, "budget", 1)
+    elif ratio is not None:
+        B = budget_from_ratio(ratio, L)
+    elif policy == "full":
+        B = L
+    else:
+        raise ValueError(f"budget/ratio: policy {policy!r} needs one of budget and ratio (both are None)")
+    if policy == "full":
+        B = L
+    if recent is None:
+        recent = (B + 3) // 4  # ceil(B / 4)
+    if L > B:
+        if policy == "streaming" and B < sink:
+            raise ValueError(f"budget: {B} is smaller than sink = {sink} (streaming keeps sink + B - sink newest)")
+        if policy in ("h2o", "kvmerger") and B - sink - recent < 1:
+            raise ValueError(
+                f"budget: B = {B} leaves {B - sink - recent} middle slots (sink = {sink}, recent = {recent}); "
+                f"{policy} needs budget > sink + recent"
+            )
+        if policy == "kvmerger":
+            _check_key_magnitude(kc, "keys")
+    return CompressArgs(policy, kc, vc, ac, k.dtype, v.dtype, B, sink, recent, mode, eps, sigma)
+
+
 def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
              mode="budget", eps=0.75, sigma="auto"):
     """Compress one layer's KV cache to ``B`` slots per KV head.
@@ -551,47 +613,21 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
         ValueError naming the offending argument (shapes, dtypes, NaN/Inf, negative scores,
         budget/ratio, sink/recent, mode, eps, sigma, policy).
     """
-    if policy not in POLICIES:
-        raise ValueError(f"policy: unknown policy {policy!r}; expected one of {POLICIES}")
-    k, v, kc, vc, ac = _prepare_kvs(keys, values, scores)
-    H, L, D = kc.shape
-    kdt, vdt = k.dtype, v.dtype
-    sink = _int_arg(sink, "sink", 0)
-    if recent is not None:
-        recent = _int_arg(recent, "recent", 0)
-    mode = _check_mode(mode)
-    eps = _check_eps(eps)
-    sigma = _check_sigma(sigma)
-    if budget is not None and ratio is not None:
-        raise ValueError(f"budget/ratio: give exactly one of budget and ratio, got budget={budget!r}, ratio={ratio!r}")
-    if budget is not None:
-        B = _int_arg(budget, "budget", 1)
-    elif ratio is not None:
-        B = budget_from_ratio(ratio, L)
-    elif policy == "full":
-        B = L
-    else:
-        raise ValueError(f"budget/ratio: policy {policy!r} needs one of budget and ratio (both are None)")
-    if policy == "full":
-        B = L
-    if recent is None:
-        recent = (B + 3) // 4  # ceil(B / 4)
+    args = resolve_compress_args(keys, values, scores, policy=policy, budget=budget, ratio=ratio,
+                                 sink=sink, recent=recent, mode=mode, eps=eps, sigma=sigma)
+    kc, vc, ac = args.kc, args.vc, args.ac
+    H, L, _ = kc.shape
+    B, sink, recent, mode, eps, sigma = args.B, args.sink, args.recent, args.mode, args.eps, args.sigma
+    kdt, vdt = args.kdt, args.vdt
 
     if L <= B:
         return _gather(kc, vc, ac, np.broadcast_to(np.arange(L), (H, L)), B, kdt, vdt)
 
     if policy == "streaming":
-        if B < sink:
-            raise ValueError(f"budget: {B} is smaller than sink = {sink} (streaming keeps sink + B - sink newest)")
         idx = np.concatenate((np.arange(sink), np.arange(L - (B - sink), L)))
         return _gather(kc, vc, ac, np.broadcast_to(idx, (H, B)), B, kdt, vdt)
 
     bm = B - sink - recent
-    if bm < 1:
-        raise ValueError(
-            f"budget: B = {B} leaves {bm} middle slots (sink = {sink}, recent = {recent}); "
-            f"{policy} needs budget > sink + recent"
-        )
     if policy == "h2o":
         return _gather(kc, vc, ac, _h2o_keep(ac, sink, recent, bm), B, kdt, vdt)
 

@@ -1,0 +1,177 @@
+"""The compiled path: kvcache ops built as MLIR, lowered by kvmerge and run on the CPU.
+
+``compress`` and ``attention`` take the same arguments as :mod:`kvmerge.reference` and return the
+same results, computed by code that ``kvmerge-opt --kvmerge-lower-to-llvm`` generates and that
+``kvmerge-run`` JIT-compiles. Arguments are validated by the reference's own checks first, so bad
+input raises the same ``ValueError`` on both paths.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import reference
+
+__all__ = ["compress", "attention", "compress_module", "attention_module", "CompileError", "tool"]
+
+_REPO = Path(__file__).resolve().parents[2]
+
+_MLIR_TYPES = {
+    np.dtype(np.float32): "f32",
+    np.dtype(np.float16): "f16",
+    np.dtype(np.float64): "f64",
+    np.dtype(np.int32): "i32",
+}
+try:  # bfloat16 comes from ml_dtypes
+    import ml_dtypes
+
+    _MLIR_TYPES[np.dtype(ml_dtypes.bfloat16)] = "bf16"
+except ImportError:  # pragma: no cover
+    ml_dtypes = None
+
+
+class CompileError(RuntimeError):
+    """kvmerge-run failed; the message carries its MLIR diagnostics."""
+
+
+def tool(name: str) -> str:
+    """Path of a kvmerge tool: ``$KVMERGE_BUILD_DIR/bin``, the repo's ``build/bin``, or ``PATH``."""
+    for base in (os.environ.get("KVMERGE_BUILD_DIR"), _REPO / "build"):
+        if base and (Path(base) / "bin" / name).is_file():
+            return str(Path(base) / "bin" / name)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: build the project (scripts/setup.sh) or set KVMERGE_BUILD_DIR")
+    return found
+
+
+def _ty(shape, dtype) -> str:
+    try:
+        elt = _MLIR_TYPES[np.dtype(dtype)]
+    except KeyError:
+        raise ValueError(f"dtype: {np.dtype(dtype)} is not supported by the compiled path "
+                         f"(expected one of f32, f16, bf16, f64)") from None
+    return "tensor<" + "x".join(str(int(d)) for d in shape) + ("x" if len(shape) else "") + elt + ">"
+
+
+def _float_attr(x: float) -> str:
+    return repr(float(x))
+
+
+def compress_module(shape_k, shape_v, dtype, *, policy: str, B: int, sink: int, recent: int, mode: str,
+                    eps: float, sigma) -> str:
+    """MLIR source of ``func.func @compress`` for the given shapes and resolved policy."""
+    H, L, D = shape_k
+    Dv = shape_v[2]
+    parts = [policy]
+    if policy != "full":
+        parts.append(f"slots = {B}")
+        parts.append(f"sink = {sink}")
+        if policy != "streaming":
+            parts.append(f"recent = {recent}")
+        if policy == "kvmerger":
+            parts.append(f"mode = {mode}")
+            parts.append(f"eps = {_float_attr(eps)}")
+            parts.append(f"sigma = {sigma if isinstance(sigma, str) else _float_attr(sigma)}")
+    tk, tv, ta = _ty((H, L, D), dtype), _ty((H, L, Dv), dtype), _ty((H, L), np.float32)
+    results = [_ty((H, B, D), dtype), _ty((H, B, Dv), dtype), _ty((H, B), np.int32), _ty((H, B), np.int32),
+               _ty((H, B), np.float32), _ty((H,), np.int32)]
+    res = ", ".join(results)
+    return (
+        f"func.func @compress(%k: {tk}, %v: {tv}, %a: {ta}) -> ({res}) {{\n"
+        f"  %r:6 = kvcache.compress %k, %v, %a {{policy = #kvcache.policy<{', '.join(parts)}>}}\n"
+        f"      : {tk}, {tv}, {ta} -> {res}\n"
+        f"  return %r#0, %r#1, %r#2, %r#3, %r#4, %r#5 : {res}\n"
+        f"}}\n"
+    )
+
+
+def attention_module(shape_q, shape_k, shape_v, dtype, *, count_bias: bool, scale) -> str:
+    """MLIR source of ``func.func @attention`` (one decode step, ``q [Hq, 1, D]``)."""
+    Hq, _, D = shape_q
+    Hkv, S, _ = shape_k
+    Dv = shape_v[2]
+    tq, tk, tv = _ty((Hq, 1, D), dtype), _ty((Hkv, S, D), dtype), _ty((Hkv, S, Dv), dtype)
+    # Like the reference, the output has the compute type: f32 (f64 for f64 inputs).
+    out_dtype = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    tl, tc, to = _ty((Hkv,), np.int32), _ty((Hkv, S), np.int32), _ty((Hq, 1, Dv), out_dtype)
+    extra = " count_bias" if count_bias else ""
+    if scale is not None:
+        extra = f" scale({_float_attr(scale)})" + extra
+    return (
+        f"func.func @attention(%q: {tq}, %k: {tk}, %v: {tv}, %len: {tl}, %cnt: {tc}) -> {to} {{\n"
+        f"  %init = tensor.empty() : {to}\n"
+        f"  %o = kvcache.attention ins(%q, %k, %v : {tq}, {tk}, {tv}) lengths(%len : {tl})\n"
+        f"      counts(%cnt : {tc}) outs(%init : {to}){extra}\n"
+        f"  return %o : {to}\n"
+        f"}}\n"
+    )
+
+
+def _bf16_view(a: np.ndarray) -> np.ndarray:
+    """.npy has no bfloat16: raw 2-byte records ('<V2') are bf16 here."""
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2 and ml_dtypes is not None:
+        return a.view(ml_dtypes.bfloat16)
+    return a
+
+
+def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0):
+    """Compiles ``module`` with kvmerge-run and runs ``function`` on NumPy ``inputs``.
+
+    Returns the list of outputs (and kvmerge-run's stdout when ``repetitions`` > 0).
+    """
+    with tempfile.TemporaryDirectory(prefix="kvmerge-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "module.mlir").write_text(module)
+        cmd = [tool("kvmerge-run"), str(tmp / "module.mlir"), f"--function={function}"]
+        for i, x in enumerate(inputs):
+            np.save(tmp / f"in{i}.npy", np.ascontiguousarray(x))
+            cmd.append(f"--input=@{tmp / f'in{i}.npy'}")
+        for i in range(n_outputs):
+            cmd.append(f"--output=@{tmp / f'out{i}.npy'}")
+        if repetitions:
+            cmd.append(f"--benchmark-repetitions={repetitions}")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CompileError(f"kvmerge-run failed ({proc.returncode}):\n{proc.stderr.strip()}")
+        outs = [_bf16_view(np.load(tmp / f"out{i}.npy")) for i in range(n_outputs)]
+    return (outs, proc.stdout) if repetitions else outs
+
+
+def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
+             mode="budget", eps=0.75, sigma="auto", device="cpu") -> dict:
+    """Compiled :func:`kvmerge.reference.compress`: same arguments, same result dict."""
+    if device != "cpu":
+        raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
+    args = reference.resolve_compress_args(keys, values, scores, policy=policy, budget=budget, ratio=ratio,
+                                           sink=sink, recent=recent, mode=mode, eps=eps, sigma=sigma)
+    k, v = np.asarray(keys), np.asarray(values)
+    if k.dtype != v.dtype:
+        raise ValueError(f"values: the compiled path needs keys and values of one dtype, got {k.dtype} and {v.dtype}")
+    module = compress_module(k.shape, v.shape, k.dtype, policy=args.policy, B=args.B, sink=args.sink,
+                             recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma)
+    outs = run(module, "compress", [k, v, np.asarray(args.ac, dtype=np.float32)], 6)
+    names = ("keys", "values", "positions", "counts", "scores", "lengths")
+    return dict(zip(names, outs))
+
+
+def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None, device="cpu"):
+    """Compiled :func:`kvmerge.reference.attention` (``q [Hq, D]`` -> ``[Hq, Dv]``)."""
+    if device != "cpu":
+        raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
+    expected = reference.attention(q, keys, values, lengths, counts=counts, count_bias=count_bias,
+                                   scale=scale)  # validates (and is cheap for one query)
+    del expected
+    q, k, v = np.asarray(q), np.asarray(keys), np.asarray(values)
+    Hkv, S, _ = k.shape
+    cnt = np.ones((Hkv, S), np.int32) if counts is None else np.asarray(counts, np.int32)
+    module = attention_module((q.shape[0], 1, q.shape[1]), k.shape, v.shape, q.dtype,
+                              count_bias=count_bias, scale=scale)
+    (out,) = run(module, "attention", [q[:, None, :], k, v, np.asarray(lengths, np.int32), cnt], 1)
+    return out[:, 0, :]
