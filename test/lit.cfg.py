@@ -35,6 +35,9 @@ config.substitutions.append(
 config.substitutions.append(
     ("%c_runner_utils_lib", os.path.join(llvm_lib_dir, "libmlir_c_runner_utils.so")))
 
+# `not`, `count`, `split-file` etc. at the start of a RUN line come from PATH.
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+
 tool_dirs = [config.kvmerge_tools_dir, config.llvm_tools_dir]
 tools = ["kvmerge-opt", "kvmerge-run"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -1,0 +1,268 @@
+//===- kvmerge-run.cpp - run a function of an .mlir module on the CPU -----===//
+//
+// IREE-style (iree-run-module) driver over kvmerge::runtime::Runner:
+//
+//   kvmerge-run model.mlir --function=f --input=@a.npy --input=4xf32=1,2,3,4
+//               --output=@out.npy --benchmark-repetitions=10
+//
+// Every failure is one message on stderr and exit code 1; output files are
+// written to temporaries and renamed only once everything succeeded.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kvmerge/Runtime/HostTensor.h"
+#include "kvmerge/Runtime/Npy.h"
+#include "kvmerge/Runtime/Runner.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+using namespace llvm;
+using namespace kvmerge::runtime;
+
+static cl::OptionCategory runCategory("kvmerge-run options");
+
+static cl::opt<std::string> inputFilename(cl::Positional,
+                                          cl::desc("<input .mlir file>"),
+                                          cl::init("-"), cl::cat(runCategory));
+
+static cl::opt<std::string> functionName(
+    "function",
+    cl::desc("Public function to run (default: the module's only runnable "
+             "function)"),
+    cl::value_desc("name"), cl::cat(runCategory));
+
+static cl::list<std::string> inputFlags(
+    "input",
+    cl::desc("One per function argument, in order: @FILE.npy, or an inline "
+             "tensor such as 4x8xf32=1,2,3,... (all values), 4x8xf32=1 "
+             "(splat), 2x2xf32=[1 2][3 4], f32=0.5 (scalar), 4xf32 (zeros). "
+             "Types: f16 bf16 f32 f64 i8 i32 i64"),
+    cl::value_desc("value"), cl::cat(runCategory));
+
+static cl::list<std::string> outputFlags(
+    "output",
+    cl::desc("One per result, in order: @FILE.npy writes the result to a "
+             ".npy file, - prints it. Results without an --output are "
+             "printed as `result[i]: 2x3xf32=[1 2 3][4 5 6]`"),
+    cl::value_desc("@file.npy|-"), cl::cat(runCategory));
+
+static cl::opt<std::string>
+    deviceName("device", cl::desc("Device to run on (only cpu in this build)"),
+               cl::init("cpu"), cl::cat(runCategory));
+
+static cl::opt<unsigned> benchmarkRepetitions(
+    "benchmark-repetitions",
+    cl::desc("Time N runs after one warm-up run and print median_ms, min_ms "
+             "and GB/s (bytes = all input and output buffers, per median "
+             "run)"),
+    cl::value_desc("N"), cl::init(0), cl::cat(runCategory));
+
+static cl::opt<unsigned> optLevel("opt-level",
+                                  cl::desc("JIT optimization level (0-3)"),
+                                  cl::init(3), cl::cat(runCategory));
+
+static cl::opt<int64_t> printMaxElements(
+    "print-max-elements",
+    cl::desc("Print at most this many elements of each printed result"),
+    cl::init(1024), cl::cat(runCategory));
+
+static int fail(Error err) {
+  WithColor::error(errs(), "kvmerge-run") << toString(std::move(err)) << "\n";
+  return 1;
+}
+
+static Expected<std::string> chooseFunction(const Runner &runner) {
+  if (!functionName.empty())
+    return functionName;
+  std::vector<std::string> runnable;
+  for (const FunctionSignature &f : runner.getFunctions())
+    if (f.unsupportedReason.empty())
+      runnable.push_back(f.name);
+  if (runnable.size() == 1)
+    return runnable.front();
+  if (runnable.empty())
+    return createStringError("'" + inputFilename +
+                             "' has no runnable public function");
+  std::string names;
+  for (const std::string &name : runnable)
+    names += (names.empty() ? "" : ", ") + name;
+  return createStringError("--function is required: '" + inputFilename +
+                           "' has several public functions (" + names + ")");
+}
+
+/// Output files are written to temporaries and only renamed over their
+/// final names after every one of them was written.
+struct PendingOutput {
+  std::string path;
+  sys::fs::TempFile temp;
+};
+
+static Error writeTemporary(StringRef path, const HostTensor &tensor,
+                            std::vector<PendingOutput> &pending) {
+  Expected<sys::fs::TempFile> temp =
+      sys::fs::TempFile::create(path + ".tmp-%%%%%%");
+  if (!temp)
+    return createStringError("cannot write '" + path +
+                             "': " + toString(temp.takeError()));
+  raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
+  writeNpy(os, tensor);
+  os.flush();
+  std::error_code ec = os.error();
+  os.clear_error();
+  pending.push_back({path.str(), std::move(*temp)});
+  if (ec)
+    return createStringError(ec, "cannot write '%s': %s", path.str().c_str(),
+                             ec.message().c_str());
+  return Error::success();
+}
+
+static void discardAll(std::vector<PendingOutput> &pending) {
+  for (PendingOutput &output : pending)
+    consumeError(output.temp.discard());
+  pending.clear();
+}
+
+static int runMain() {
+  RunnerOptions options;
+  options.device = deviceName;
+  options.optLevel = optLevel;
+  Expected<std::unique_ptr<Runner>> runnerOrError =
+      Runner::loadFile(inputFilename, options);
+  if (!runnerOrError)
+    return fail(runnerOrError.takeError());
+  Runner &runner = **runnerOrError;
+
+  Expected<std::string> name = chooseFunction(runner);
+  if (!name)
+    return fail(name.takeError());
+  Expected<const FunctionSignature *> function = runner.lookupFunction(*name);
+  if (!function)
+    return fail(function.takeError());
+  const FunctionSignature &signature = **function;
+
+  // Arity first, then each input (a .npy file's ambiguous '<V2' dtype is
+  // resolved with the argument's type).
+  size_t numInputs = signature.inputs.size();
+  if (inputFlags.size() != numInputs)
+    return fail(createStringError(
+        "function '" + *name + "' takes " + Twine(numInputs) + " input" +
+        (numInputs == 1 ? "" : "s") + ", got " + Twine(inputFlags.size())));
+  std::vector<HostTensor> inputs;
+  for (auto [i, flag] : llvm::enumerate(inputFlags)) {
+    StringRef text = flag;
+    bool isFile = text.consume_front("@");
+    Expected<HostTensor> tensor =
+        isFile ? readNpyFile(text, signature.inputs[i].elementType)
+               : parseTensorLiteral(text);
+    if (!tensor)
+      return fail(createStringError("--input " + Twine(i) +
+                                    (isFile ? "" : " ('" + flag + "')") + ": " +
+                                    toString(tensor.takeError())));
+    inputs.push_back(std::move(*tensor));
+  }
+  SmallVector<ConstTensorView> inputViews;
+  for (const HostTensor &input : inputs)
+    inputViews.push_back(input.view());
+  if (Error err = runner.checkInputs(*name, inputViews))
+    return fail(std::move(err));
+
+  // Outputs.
+  size_t numResults = signature.results.size();
+  if (outputFlags.size() > numResults)
+    return fail(
+        createStringError("function '" + *name + "' has " + Twine(numResults) +
+                          " result" + (numResults == 1 ? "" : "s") + ", got " +
+                          Twine(outputFlags.size()) + " --output flags"));
+  for (const std::string &flag : outputFlags)
+    if (flag != "-" && (flag.size() < 2 || flag[0] != '@'))
+      return fail(
+          createStringError("--output '" + flag + "' must be @FILE.npy or -"));
+  Expected<std::vector<HostTensor>> results = runner.allocateResults(*name);
+  if (!results)
+    return fail(results.takeError());
+  SmallVector<TensorView> outputViews;
+  for (HostTensor &result : *results)
+    outputViews.push_back(result.view());
+
+  // Compile, bind, run.
+  Expected<PreparedCall> call = runner.prepare(*name, inputViews, outputViews);
+  if (!call)
+    return fail(call.takeError());
+  call->invoke();
+  if (benchmarkRepetitions > 0) {
+    std::vector<double> milliseconds;
+    for (unsigned r = 0; r < benchmarkRepetitions; ++r) {
+      auto start = std::chrono::steady_clock::now();
+      call->invoke();
+      auto end = std::chrono::steady_clock::now();
+      milliseconds.push_back(
+          std::chrono::duration<double, std::milli>(end - start).count());
+    }
+    std::sort(milliseconds.begin(), milliseconds.end());
+    size_t n = milliseconds.size();
+    double median = n % 2 ? milliseconds[n / 2]
+                          : (milliseconds[n / 2 - 1] + milliseconds[n / 2]) / 2;
+    uint64_t bytes = 0;
+    for (const HostTensor &input : inputs)
+      bytes += input.getByteSize();
+    for (const HostTensor &result : *results)
+      bytes += result.getByteSize();
+    outs() << "benchmark: " << *name << ", " << n
+           << " repetitions after 1 warm-up run\n";
+    outs() << "median_ms: " << format("%.6f", median) << "\n";
+    outs() << "min_ms: " << format("%.6f", milliseconds.front()) << "\n";
+    outs() << "bytes: " << bytes << "\n";
+    if (median > 0)
+      outs() << "GB/s: " << format("%.6f", bytes / (median * 1e6)) << "\n";
+    else
+      outs() << "GB/s: inf\n";
+  }
+
+  // Write every output file, then publish them all at once.
+  std::vector<PendingOutput> pending;
+  for (auto [i, result] : llvm::enumerate(*results)) {
+    if (i >= outputFlags.size() || outputFlags[i] == "-")
+      continue;
+    if (Error err = writeTemporary(StringRef(outputFlags[i]).drop_front(),
+                                   result, pending)) {
+      discardAll(pending);
+      return fail(std::move(err));
+    }
+  }
+  for (PendingOutput &output : pending) {
+    if (Error err = output.temp.keep(output.path)) {
+      Error message = createStringError("cannot write '" + output.path +
+                                        "': " + toString(std::move(err)));
+      discardAll(pending);
+      return fail(std::move(message));
+    }
+  }
+  for (auto [i, result] : llvm::enumerate(*results))
+    if (i >= outputFlags.size() || outputFlags[i] == "-")
+      outs() << "result[" << i
+             << "]: " << formatTensor(result, printMaxElements) << "\n";
+  outs().flush();
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  InitLLVM initLLVM(argc, argv);
+  cl::HideUnrelatedOptions(runCategory);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "kvmerge-run: lower an .mlir module with the kvmerge pipeline, "
+      "JIT-compile it, and run one function on host tensors\n\n"
+      "  kvmerge-run model.mlir --function=f --input=@q.npy "
+      "--input=4x8xf32=1 --output=@out.npy\n");
+  return runMain();
+}
