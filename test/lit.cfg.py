@@ -9,13 +9,15 @@ from lit.llvm.subst import ToolSubst
 
 config.name = "KVMERGE"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
-config.suffixes = [".mlir"]
+config.suffixes = [".mlir", ".test"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.kvmerge_obj_root, "test")
 config.excludes = ["CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py", "python", "data"]
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%shlibext", ".so"))
+config.substitutions.append(("%kvmerge_src", config.kvmerge_src_root))
+config.substitutions.append(("%kvmerge_obj", config.kvmerge_obj_root))
 config.substitutions.append(("%kvmerge_libs", config.kvmerge_libs_dir))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
