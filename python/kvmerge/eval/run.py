@@ -1,0 +1,358 @@
+"""Real-model evaluation of KV-cache compression policies (see ``docs/results.md``).
+
+Pipeline, per document (all float32 NumPy, :mod:`kvmerge.models.llama`):
+
+1. **Prefill** the first ``L`` tokens with full causal attention.  Per layer we keep the
+   post-RoPE keys ``K [Hkv, L, D]``, values ``V`` and the H2O accumulated attention
+   ``a [Hkv, L]`` (sum over all ``L`` causal queries and over the ``G`` query heads of
+   each KV head) -- the same quantity as ``reference.accumulated_scores``.
+2. **Observations 1/2** from ``K``/``V``: adjacent-token cosine similarity
+   (``reference.adjacent_similarity``) of keys and of values; fraction of links with
+   key similarity ``>= eps``.
+3. **Reference continuation**: the next ``n_cont`` tokens ``x[L .. L+n_cont-1]`` are run
+   (teacher forced, one chunk) over the *full* prefix cache; this gives the reference
+   next-token NLL of ``x[L+1 .. L+n_cont]`` and, per layer, the true queries, keys,
+   values and attention outputs of the continuation tokens.
+4. For each policy and ratio ``r``, each layer's prefix cache is compressed
+   independently with ``reference.compress(K, V, a, policy, ratio=r)``:
+
+   a. *attention error*: for each of the first ``n_query`` continuation tokens ``i`` and
+      each layer, its true query (from step 3) attends to
+      ``[compressed prefix slots (masked past lengths) | true K/V of continuation tokens 0..i]``;
+      ``err_i = ||o_c - o||_F / ||o||_F`` over all query heads, where ``o`` is the same
+      attention over the full prefix.  Reported: mean over the ``n_query`` tokens, per
+      layer, then averaged over documents (and layers).
+   b. *end-to-end perplexity*: the continuation is decoded (teacher forced) by the model
+      with every layer attending to its compressed prefix (slots ``>= lengths`` masked,
+      merged slots keep their pivot's RoPE phase) plus the uncompressed new tokens, which
+      get RoPE at their true positions ``L + i``.  Errors compound through the layers.
+      Chunked teacher forcing is exactly equal to token-by-token decoding
+      (``test_models.py`` checks it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import reference, texts
+from ..models.llama import KVCache, log_softmax_nll, masked_attention
+
+__all__ = ["EvalConfig", "PolicySpec", "quick_config", "full_config", "run_eval",
+           "load_model", "SIM_BINS"]
+
+SIM_BINS = np.linspace(-1.0, 1.0, 81)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    label: str
+    policy: str
+    mode: str = "budget"
+    sigma: object = "auto"
+    count_bias: bool = False
+    note: str = ""
+
+
+MAIN_POLICIES = [
+    PolicySpec("full", "full", note="no compression"),
+    PolicySpec("streaming", "streaming", note="sink + newest"),
+    PolicySpec("h2o", "h2o", note="sink + recent + top accumulated attention"),
+    PolicySpec("kvmerger", "kvmerger", note="spec defaults: budget mode, sigma=auto"),
+]
+VARIANT_POLICIES = [
+    PolicySpec("kvmerger-threshold", "kvmerger", mode="threshold",
+               note="threshold mode, eps (may use fewer slots than B)"),
+    PolicySpec("kvmerger-sigma-paper", "kvmerger", sigma="paper", note="sigma='paper'"),
+    PolicySpec("kvmerger+count_bias", "kvmerger", count_bias=True,
+               note="log(count) logit bias (not in the paper)"),
+]
+
+
+@dataclass
+class EvalConfig:
+    model: str = "smollm2"            # "smollm2" | "stories260k"
+    docs: list = field(default_factory=lambda: list(texts.EVAL_DOCS))
+    prefill: int = 2048
+    n_query: int = 64
+    n_cont: int = 256
+    ratios: tuple = (0.5, 0.35)
+    eps: float = 0.75
+    sink: int = 4
+    variants: bool = True
+    validate: bool = True
+    out: Optional[str] = None
+    md_name: str = "results.md"
+    quick: bool = False
+
+    def policies(self):
+        return MAIN_POLICIES + (VARIANT_POLICIES if self.variants else [])
+
+
+def quick_config(**kw) -> EvalConfig:
+    base = dict(model="stories260k", docs=list(texts.QUICK_DOCS), prefill=320, n_query=64,
+                n_cont=128, variants=True, quick=True)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def full_config(**kw) -> EvalConfig:
+    return EvalConfig(**kw)
+
+
+def load_model(name: str):
+    if name == "stories260k":
+        from ..models.llama2c import load_stories260k
+        return load_stories260k()
+    if name == "smollm2":
+        from ..models.gguf_llama import load_smollm2
+        return load_smollm2()
+    raise ValueError(f"model: unknown model {name!r} (smollm2 | stories260k)")
+
+
+def _rel_err(oc: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """Per query token: ||oc - o||_F / ||o||_F over heads x dims.  Inputs [Hq, T, Dv]."""
+    num = np.sqrt(((oc - o) ** 2).sum(axis=(0, 2)))
+    den = np.sqrt((o ** 2).sum(axis=(0, 2)))
+    return num / np.maximum(den, 1e-30)
+
+
+class _Progress:
+    def __init__(self, total, enabled=True, desc="eval"):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def step(self, msg=None, n=1):
+        if self.bar is not None:
+            if msg:
+                self.bar.set_postfix_str(msg, refresh=False)
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def validate_model(model, cfg: EvalConfig) -> dict:
+    """Model sanity numbers: perplexity on real text (both RoPE layouts) and a greedy
+    continuation of prompts."""
+    tk = model.tokenizer
+    out = {}
+    t0 = time.perf_counter()
+    if cfg.model == "stories260k":
+        doc, n = "tinystories", 512
+        prompts = [("plain", "Once upon a time")]
+    else:
+        doc, n = "pride_ch1", 1024
+        chat = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+        prompts = [
+            ("plain", "Once upon a time, in a small village by the sea,"),
+            ("chat", chat.format("What is the capital of France? Answer in one sentence.")),
+            ("chat", chat.format("Explain in two sentences why the sky is blue.")),
+        ]
+    ids = texts.load_tokens(doc, tk, n)
+    out["ppl_doc"] = doc
+    out["ppl_tokens"] = n
+    out["ppl"] = model.perplexity(ids)
+    inter = model.cfg.rope_interleaved
+    model.cfg.rope_interleaved = not inter
+    try:
+        out["ppl_other_rope"] = model.perplexity(ids)
+    finally:
+        model.cfg.rope_interleaved = inter
+    out["rope_interleaved"] = inter
+    gens = []
+    stop = {tk.eos_id} if getattr(tk, "eos_id", None) is not None else None
+    for kind, p in prompts:
+        g = model.generate(tk.encode(p), 48, stop=stop)
+        gens.append({"kind": kind, "prompt": p, "completion": tk.decode(g)})
+    out["greedy"] = gens
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -> dict:
+    """Run the evaluation; returns a JSON-able dict of results (see :mod:`.report`)."""
+    t_start = time.perf_counter()
+    timings = {}
+    t0 = time.perf_counter()
+    if model is None:
+        model = load_model(cfg.model)
+    timings["load_model"] = time.perf_counter() - t0
+    mc = model.cfg
+    L, nq, nc = cfg.prefill, cfg.n_query, cfg.n_cont
+    if L + nc > mc.max_seq_len:
+        raise ValueError(f"prefill: prefill + n_cont = {L + nc} exceeds the model context "
+                         f"{mc.max_seq_len}")
+    if nq > nc:
+        raise ValueError(f"n_query: {nq} > n_cont {nc}")
+    policies = cfg.policies()
+    nl = mc.n_layers
+    res = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+           "model": {"name": mc.name, "n_layers": nl, "n_heads": mc.n_heads,
+                     "n_kv_heads": mc.n_kv_heads, "head_dim": mc.head_dim, "dim": mc.dim,
+                     "vocab": mc.vocab_size, "rope_theta": mc.rope_theta,
+                     "rope_interleaved": mc.rope_interleaved, "context": mc.max_seq_len},
+           "policies": [asdict(p) for p in policies], "docs": [],
+           "machine": {"cpu_count": os.cpu_count(), "numpy": np.__version__,
+                       "blas_threads_env": {k: os.environ[k] for k in
+                                            ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                             "MKL_NUM_THREADS") if k in os.environ}}}
+
+    if cfg.validate:
+        t0 = time.perf_counter()
+        res["validation"] = validate_model(model, cfg)
+        timings["validation"] = time.perf_counter() - t0
+        v = res["validation"]
+        log(f"[eval] model check: ppl {v['ppl']:.2f} on {v['ppl_tokens']} tokens of "
+            f"{v['ppl_doc']} (other RoPE layout: {v['ppl_other_rope']:.1f})")
+
+    n_runs = 1 + sum(len(cfg.ratios) for p in policies if p.policy != "full")
+    bar = _Progress(len(cfg.docs) * (1 + n_runs), enabled=progress,
+                    desc=f"eval {cfg.model}")
+    nbins = len(SIM_BINS) - 1
+    hist_k = np.zeros((nl, nbins), np.int64)
+    hist_v = np.zeros((nl, nbins), np.int64)
+    t_prefill = t_cont = t_comp = 0.0
+    try:
+        for doc in cfg.docs:
+            drec = {"name": doc, "title": texts.DOCUMENTS[doc].title,
+                    "kind": texts.DOCUMENTS[doc].kind}
+            toks = np.asarray(texts.load_tokens(doc, model.tokenizer, L + nc + 1))
+            drec["text_head"] = model.tokenizer.decode(toks[:24].tolist())
+            # ---- 1. prefill
+            t0 = time.perf_counter()
+            col: dict = {}
+            model.forward(toks[:L], KVCache.empty(mc), collect=col, logits=False)
+            t_prefill += time.perf_counter() - t0
+            K = col["k"]
+            V = col["v"]
+            A = col["scores"]
+            del col
+            # ---- 2. observations
+            mk, mv, sk_mean, sv_mean = [], [], [], []
+            for li in range(nl):
+                sk = reference.adjacent_similarity(K[li])
+                sv = reference.adjacent_similarity(V[li])
+                hist_k[li] += np.histogram(sk, SIM_BINS)[0]
+                hist_v[li] += np.histogram(sv, SIM_BINS)[0]
+                mk.append((sk >= cfg.eps).mean(axis=1).tolist())    # per KV head
+                mv.append((sv >= cfg.eps).mean(axis=1).tolist())
+                sk_mean.append(float(sk.mean()))
+                sv_mean.append(float(sv.mean()))
+            drec["mergeable_keys"] = mk          # [layer][head]
+            drec["mergeable_values"] = mv
+            drec["mean_sim_keys"] = sk_mean
+            drec["mean_sim_values"] = sv_mean
+            bar.step(f"{doc}: prefill")
+            # ---- 3. reference continuation over the full cache
+            full_pref = [dict(keys=K[li], values=V[li],
+                              lengths=np.full(mc.n_kv_heads, L, np.int32)) for li in range(nl)]
+            t0 = time.perf_counter()
+            col = {}
+            lg = model.forward(toks[L:L + nc], KVCache.from_prefix(full_pref, L), collect=col)
+            t_cont += time.perf_counter() - t0
+            nll_ref = log_softmax_nll(lg, toks[L + 1:L + nc + 1])
+            qn = [col["q"][li][:, :nq] for li in range(nl)]
+            kn = [col["k"][li][:, :nq] for li in range(nl)]
+            vn = [col["v"][li][:, :nq] for li in range(nl)]
+            o_ref = [col["attn_out"][li][:, :nq] for li in range(nl)]
+            del col, lg
+            drec["nll"] = {"full": nll_ref.tolist()}
+            drec["rel_err"] = {}
+            drec["kept"] = {}
+            bar.step(f"{doc}: full")
+            # ---- 4. policies
+            for spec in policies:
+                ratios = [None] if spec.policy == "full" else list(cfg.ratios)
+                for r in ratios:
+                    key = spec.label if r is None else f"{spec.label}@{r}"
+                    t0 = time.perf_counter()
+                    comp = []
+                    for li in range(nl):
+                        kw = dict(policy=spec.policy, sink=cfg.sink, mode=spec.mode,
+                                  eps=cfg.eps, sigma=spec.sigma)
+                        if r is not None:
+                            kw["ratio"] = r
+                        comp.append(reference.compress(K[li], V[li], A[li], **kw))
+                    t_comp += time.perf_counter() - t0
+                    errs = []
+                    for li in range(nl):
+                        c = comp[li]
+                        B = c["keys"].shape[1]
+                        kk = np.concatenate([np.asarray(c["keys"], np.float32), kn[li]], axis=1)
+                        vv = np.concatenate([np.asarray(c["values"], np.float32), vn[li]], axis=1)
+                        oc, _ = masked_attention(qn[li], kk, vv, n_prefix=B,
+                                                 prefix_lengths=c["lengths"],
+                                                 prefix_counts=c["counts"],
+                                                 count_bias=spec.count_bias)
+                        errs.append(float(_rel_err(oc, o_ref[li]).mean()))
+                    drec["rel_err"][key] = errs
+                    drec["kept"][key] = float(np.mean([c["lengths"].mean() for c in comp]) / L)
+                    if spec.policy == "full":
+                        nll = nll_ref  # identical cache; asserted below via rel_err == 0
+                        if max(errs) > 1e-5:
+                            raise AssertionError(f"full policy differs from the full cache: {errs}")
+                    else:
+                        t0 = time.perf_counter()
+                        lg = model.forward(toks[L:L + nc],
+                                           KVCache.from_prefix(comp, L, count_bias=spec.count_bias))
+                        t_cont += time.perf_counter() - t0
+                        nll = log_softmax_nll(lg, toks[L + 1:L + nc + 1])
+                        del lg
+                    drec["nll"][key] = nll.tolist()
+                    if spec.policy != "full":
+                        bar.step(f"{doc}: {key}")
+            del K, V, A
+            res["docs"].append(drec)
+    finally:
+        bar.close()
+    timings.update(prefill=t_prefill, continuation=t_cont, compress=t_comp)
+    timings["total"] = time.perf_counter() - t_start
+    res["timings"] = timings
+    res["sim_bins"] = SIM_BINS.tolist()
+    res["hist_keys"] = hist_k.tolist()
+    res["hist_values"] = hist_v.tolist()
+    return res
+
+
+def save_json(res: dict, path) -> None:
+    Path(path).write_text(json.dumps(res, indent=None, separators=(",", ":")))
+
+
+def summarize(res: dict) -> dict:
+    """Aggregate over documents: ppl per policy key (exp of the mean NLL over all
+    continuation tokens of all documents), mean relative error per layer and overall."""
+    docs = res["docs"]
+    keys = list(docs[0]["nll"].keys())
+    out = {"ppl": {}, "ppl_doc": {}, "rel_err_layer": {}, "rel_err": {}, "kept": {}}
+    for k in keys:
+        allnll = np.concatenate([np.asarray(d["nll"][k]) for d in docs])
+        out["ppl"][k] = float(np.exp(allnll.mean()))
+        out["ppl_doc"][k] = [float(np.exp(np.mean(d["nll"][k]))) for d in docs]
+        if k in docs[0]["rel_err"]:
+            e = np.asarray([d["rel_err"][k] for d in docs])     # [docs, layers]
+            out["rel_err_layer"][k] = e.mean(axis=0).tolist()
+            out["rel_err"][k] = float(e.mean())
+            out["kept"][k] = float(np.mean([d["kept"][k] for d in docs]))
+    mk = np.asarray([[np.mean(h) for h in d["mergeable_keys"]] for d in docs])   # [docs, layers]
+    mv = np.asarray([[np.mean(h) for h in d["mergeable_values"]] for d in docs])
+    out["mergeable_keys"] = mk.tolist()
+    out["mergeable_values"] = mv.tolist()
+    if len(docs) > 1:
+        c = np.corrcoef(mk)
+        iu = np.triu_indices(len(docs), 1)
+        out["persistence_corr_mean"] = float(np.nanmean(c[iu]))
+        out["persistence_corr_min"] = float(np.nanmin(c[iu]))
+    return out
+
