@@ -10,7 +10,9 @@
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/IR/PatternMatch.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
@@ -31,10 +33,37 @@ struct EmitCInterfacePass
                       UnitAttr::get(&getContext()));
   }
 };
+/// Decomposes aggregate linalg ops (linalg.softmax) into generics that the
+/// rest of the CPU pipeline lowers.
+struct DecomposeAggregatesPass
+    : public PassWrapper<DecomposeAggregatesPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(DecomposeAggregatesPass)
+  StringRef getArgument() const final { return "kvmerge-decompose-aggregates"; }
+  void runOnOperation() override {
+    SmallVector<linalg::AggregatedOpInterface> ops;
+    getOperation()->walk(
+        [&](linalg::AggregatedOpInterface op) { ops.push_back(op); });
+    IRRewriter rewriter(&getContext());
+    for (linalg::AggregatedOpInterface op : ops) {
+      rewriter.setInsertionPoint(op);
+      FailureOr<SmallVector<Value>> parts = op.decomposeOperation(rewriter);
+      if (failed(parts)) {
+        op->emitOpError("cannot be decomposed for the CPU pipeline");
+        return signalPassFailure();
+      }
+      rewriter.replaceOp(op, *parts);
+    }
+  }
+};
 } // namespace
 
 void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
                                        const LowerToLLVMOptions &options) {
+  // Upstream tensor programs: elementwise arith/math on tensors -> linalg,
+  // aggregate ops (linalg.softmax) -> generics.
+  pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
+  pm.addPass(std::make_unique<DecomposeAggregatesPass>());
+
   // kvcache on tensors -> loops on buffers.
   pm.addPass(kvcache::createKVCacheDecomposeCompress());
   pm.addPass(createConvertKVCacheToLoops());
