@@ -190,8 +190,7 @@ struct Emitter {
         });
   }
   using ValuesBody = function_ref<SmallVector<Value>(Emitter &)>;
-  SmallVector<Value> ifElse(TypeRange types, Value cond, ValuesBody then,
-                            ValuesBody otherwise) {
+  SmallVector<Value> ifElse(Value cond, ValuesBody then, ValuesBody otherwise) {
     auto op = scf::IfOp::create(
         b, cond,
         [&](OpBuilder &nb, Location l) {
@@ -202,7 +201,6 @@ struct Emitter {
           Emitter e(nb, l);
           scf::YieldOp::create(e.b, otherwise(e));
         });
-    (void)types;
     return SmallVector<Value>(op.getResults());
   }
   // Bridges between tensors and buffers.
@@ -262,7 +260,6 @@ struct Selection {
 Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
                          function_ref<Value(Emitter &, Value)> keyOf,
                          function_ref<Value(Emitter &, Value)> rankOf) {
-  Type index = e.b.getIndexType();
   Value kI32 = e.toI32(k);
   // threshold = max{v : #(key <u v) < k}: the k-th smallest key.
   Value threshold =
@@ -286,8 +283,7 @@ Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
   Value need = e.sub(kI32, less);
   // All equal keys selected: no rank search needed.
   Value allEqual = e.cmp(arith::CmpIPredicate::sge, need, equal);
-  Value rankLimit = e.ifElse(
-      TypeRange{index}, allEqual,
+  Value rankLimit = e.ifElse(allEqual,
       [&](Emitter &e) -> SmallVector<Value> {
         return {e.idx(std::numeric_limits<int32_t>::max())};
       },
@@ -481,7 +477,6 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
     auto everyLink = [&](Emitter &e) -> SmallVector<Value> {
       return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
     };
-    SmallVector<Type> selTypes{e.b.getI32Type(), e.b.getIndexType()};
     SmallVector<Value> sel;
     if (threshold) {
       // Cut where s < eps, unless that makes more than Bm sets: then the
@@ -492,14 +487,14 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
       });
       Value tooMany =
           e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
-      sel = e.ifElse(selTypes, fits, everyLink, [&](Emitter &e) {
-        return e.ifElse(selTypes, tooMany, selectBudget,
+      sel = e.ifElse(fits, everyLink, [&](Emitter &e) {
+        return e.ifElse(tooMany, selectBudget,
                         [&](Emitter &e) -> SmallVector<Value> {
                           return {epsKey, e.idx(-1)};
                         });
       });
     } else {
-      sel = e.ifElse(selTypes, fits, everyLink, selectBudget);
+      sel = e.ifElse(fits, everyLink, selectBudget);
     }
     Selection s{sel[0], sel[1]};
     emitMergeSlotMap(e, head, length, r, slots, lengths, scratch,
@@ -534,13 +529,11 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
     };
     auto rankOf = [&](Emitter &e, Value t) { return e.sub(length, t); };
     Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-    SmallVector<Type> selTypes{e.b.getI32Type(), e.b.getIndexType()};
     SmallVector<Value> sel;
     if (middle == 0) {
       sel = {e.i32(0), e.idx(-1)};
     } else {
-      sel = e.ifElse(
-          selTypes, fits,
+      sel = e.ifElse(fits,
           [&](Emitter &e) -> SmallVector<Value> {
             return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
           },
@@ -878,14 +871,40 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
                                   ShapedType::kDynamic},
                                  ct, {hq, lq, dv});
   Value scale = scaleOr(e, op.getScale(), d, ct);
-  e.parallel({e.idx(0), e.idx(0)}, {hq, lq}, [&](Emitter &e, ValueRange ivs) {
-    Value j = ivs[0], i = ivs[1];
-    Value h = e.divu(j, group);
+  // Row max and normalizer of every (query head, query), kept when the
+  // accumulated scores are asked for.
+  Value stats;
+  if (op.getScoresInit())
+    stats = e.alloc({2, ShapedType::kDynamic, ShapedType::kDynamic}, ct,
+                    {hq, lq});
+  // Number of slots query i of KV head h sees.
+  auto visible = [&](Emitter &e, Value h, Value i) {
     Value n = s;
     if (lengths)
       n = e.maxS(e.minS(e.toIndex(e.load(lengths, {h})), s), e.idx(0));
     if (causal)
       n = e.minS(n, e.add(i, e.add(e.sub(s, lq), e.idx(1))));
+    return n;
+  };
+  auto logitOf = [&](Emitter &e, Value j, Value i, Value h, Value t) {
+    Value dot = e.forLoop(
+        e.idx(0), d, ValueRange{e.flt(0.0, ct)},
+        [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
+          Value x = e.convert(e.load(q, {j, i, c}), ct);
+          Value y = e.convert(e.load(k, {h, t, c}), ct);
+          return {e.fadd(a[0], e.fmul(x, y))};
+        })[0];
+    Value logit = e.fmul(dot, scale);
+    if (countBias) {
+      Value cnt = e.load(counts, {h, t});
+      logit = e.fadd(logit, e.log(arith::SIToFPOp::create(e.b, ct, cnt)));
+    }
+    return logit;
+  };
+  e.parallel({e.idx(0), e.idx(0)}, {hq, lq}, [&](Emitter &e, ValueRange ivs) {
+    Value j = ivs[0], i = ivs[1];
+    Value h = e.divu(j, group);
+    Value n = visible(e, h, i);
     Value zero = e.flt(0.0, ct);
     e.forLoop(e.idx(0), dv,
               [&](Emitter &e, Value c) { e.store(zero, acc, {j, i, c}); });
@@ -894,18 +913,7 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     auto mz = e.forLoop(
         e.idx(0), n, ValueRange{ninf, zero},
         [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
-          Value dot = e.forLoop(
-              e.idx(0), d, ValueRange{zero},
-              [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
-                Value x = e.convert(e.load(q, {j, i, c}), ct);
-                Value y = e.convert(e.load(k, {h, t, c}), ct);
-                return {e.fadd(a[0], e.fmul(x, y))};
-              })[0];
-          Value logit = e.fmul(dot, scale);
-          if (countBias) {
-            Value cnt = e.load(counts, {h, t});
-            logit = e.fadd(logit, e.log(arith::SIToFPOp::create(e.b, ct, cnt)));
-          }
+          Value logit = logitOf(e, j, i, h, t);
           Value m = e.fmax(st[0], logit);
           Value corr = e.exp(e.fsub(st[0], m));
           Value p = e.exp(e.fsub(logit, m));
@@ -918,11 +926,47 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
         });
     Value empty = e.fcmp(arith::CmpFPredicate::OEQ, mz[1], zero);
     Value z = e.select(empty, e.flt(1.0, ct), mz[1]);
+    if (stats) {
+      e.store(mz[0], stats, {e.idx(0), j, i});
+      e.store(z, stats, {e.idx(1), j, i});
+    }
     e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
       e.store(e.convert(e.fdiv(e.load(acc, {j, i, c}), z), ot), out, {j, i, c});
     });
   });
-  rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
+  if (!stats) {
+    rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
+    return;
+  }
+  // Accumulated scores: one parallel iteration per (KV head, slot) sums the
+  // probabilities its G query heads and Lq queries gave it.
+  Value scores = e.allocLike(op.getScores().getType(), {hkv, s});
+  e.parallel({e.idx(0), e.idx(0)}, {hkv, s}, [&](Emitter &e, ValueRange ivs) {
+    Value h = ivs[0], t = ivs[1];
+    Value total = e.forLoop(
+        e.idx(0), group, ValueRange{e.flt(0.0, ct)},
+        [&](Emitter &e, Value g, ValueRange acc) -> SmallVector<Value> {
+          Value j = e.add(e.mul(h, group), g);
+          Value sum = e.forLoop(
+              e.idx(0), lq, ValueRange{acc[0]},
+              [&](Emitter &e, Value i, ValueRange a) -> SmallVector<Value> {
+                Value seen = e.cmp(arith::CmpIPredicate::slt, t, visible(e, h, i));
+                auto r = e.ifElse(seen,
+                    [&](Emitter &e) -> SmallVector<Value> {
+                      Value p = e.exp(e.fsub(logitOf(e, j, i, h, t),
+                                             e.load(stats, {e.idx(0), j, i})));
+                      p = e.fdiv(p, e.load(stats, {e.idx(1), j, i}));
+                      return {e.fadd(a[0], p)};
+                    },
+                    [&](Emitter &) -> SmallVector<Value> { return {a[0]}; });
+                return {r[0]};
+              })[0];
+          return {sum};
+        })[0];
+    e.store(e.convert(total, e.b.getF32Type()), scores, {h, t});
+  });
+  rewriter.replaceOp(op, {e.toTensor(out, op.getResult().getType()),
+                          e.toTensor(scores, op.getScores().getType())});
 }
 
 struct ConvertKVCacheToLoopsPass

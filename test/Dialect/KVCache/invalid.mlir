@@ -605,3 +605,11 @@ func.func @fits(%k: tensor<2x6x8xf32>, %v: tensor<2x6x8xf32>, %a: tensor<2x6xf32
   %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<h2o, slots = 8, sink = 4, recent = 4>} : tensor<2x6x8xf32>, tensor<2x6x8xf32>, tensor<2x6xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
   return %0#5 : tensor<2xi32>
 }
+
+// -----
+
+func.func @f(%q: tensor<4x1x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %o: tensor<4x1x8xf32>, %a: tensor<2x15xf32>) {
+  // expected-error @+1 {{'kvcache.attention' op scores must have shape [2, 16] [Hkv, S], got [2, 15]}}
+  %0:2 = kvcache.attention ins(%q, %k, %v : tensor<4x1x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) outs(%o, %a : tensor<4x1x8xf32>, tensor<2x15xf32>)
+  return
+}

@@ -134,3 +134,17 @@ func.func @attention(%q: tensor<9x1x64xf16>, %k: tensor<3x64x64xf16>, %v: tensor
       outs(%pinit : tensor<8x16x64xf32>) causal
   return %o, %b, %p : tensor<9x1x32xf16>, tensor<9x1x32xf16>, tensor<8x16x64xf32>
 }
+
+// -----
+
+// Attention that also returns the accumulated scores of its keys.
+// CHECK-LABEL: func @attention_scores
+// CHECK: %[[O:.*]], %[[A:.*]] = kvcache.attention ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<6x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>) outs(%{{.*}}, %{{.*}} : tensor<6x8x16xf32>, tensor<2x8xf32>) causal
+// CHECK: return %[[O]], %[[A]]
+func.func @attention_scores(%q: tensor<6x8x16xf32>, %k: tensor<2x8x16xf32>, %v: tensor<2x8x16xf32>) -> (tensor<6x8x16xf32>, tensor<2x8xf32>) {
+  %o0 = tensor.empty() : tensor<6x8x16xf32>
+  %a0 = tensor.empty() : tensor<2x8xf32>
+  %o, %a = kvcache.attention ins(%q, %k, %v : tensor<6x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>)
+      outs(%o0, %a0 : tensor<6x8x16xf32>, tensor<2x8xf32>) causal
+  return %o, %a : tensor<6x8x16xf32>, tensor<2x8xf32>
+}

@@ -452,6 +452,15 @@ void CompressOp::getCanonicalizationPatterns(RewritePatternSet &results,
 // AttentionOp
 //===----------------------------------------------------------------------===//
 
+LogicalResult AttentionOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location>, AttentionOp::Adaptor adaptor,
+    SmallVectorImpl<Type> &types) {
+  types.push_back(adaptor.getInit().getType());
+  if (adaptor.getScoresInit())
+    types.push_back(adaptor.getScoresInit().getType());
+  return success();
+}
+
 LogicalResult AttentionOp::verify() {
   ShapeChecker c{*this};
   if (failed(c.checkRank(getQuery().getType(), "query", "[Hq, Lq, D]", 3)))
@@ -482,6 +491,10 @@ LogicalResult AttentionOp::verify() {
       lq > s)
     return emitOpError() << "causal attention of " << lq
                          << " queries needs at least as many slots, got " << s;
+  if (getScoresInit() &&
+      failed(c.check(getScoresInit().getType(), "scores", "[Hkv, S]",
+                     {hkv, s})))
+    return failure();
   return c.check(getInit().getType(), "output", "[Hq, Lq, Dv]",
                  {hq, lq, dim(getValues(), 2)});
 }

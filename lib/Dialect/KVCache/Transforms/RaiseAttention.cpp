@@ -576,7 +576,8 @@ struct RaiseAttentionPass
                                            outTensor.getShape(),
                                            outTensor.getElementType());
       auto raised = AttentionOp::create(
-          rewriter, op.getLoc(), outType, q, kSrc, vSrc, Value(), Value(), init,
+          rewriter, op.getLoc(), outType, /*scores=*/Type(), q, kSrc, vSrc,
+          /*lengths=*/Value(), /*counts=*/Value(), init, /*scores_init=*/Value(),
           rewriter.getF64FloatAttr(att->scale),
           att->causal ? rewriter.getUnitAttr() : UnitAttr(), UnitAttr());
       // Shapes the op cannot express (its verifier decides) stay as they

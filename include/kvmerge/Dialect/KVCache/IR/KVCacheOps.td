@@ -12,6 +12,7 @@
 include "kvmerge/Dialect/KVCache/IR/KVCacheDialect.td"
 include "kvmerge/Dialect/KVCache/IR/KVCacheAttrs.td"
 include "mlir/Interfaces/DestinationStyleOpInterface.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonAttrConstraints.td"
 
@@ -254,7 +255,7 @@ def KVCache_CompressOp : KVCache_Op<"compress", [Pure]> {
 
 def KVCache_AttentionOp : KVCache_Op<"attention", [
     Pure, AttrSizedOperandSegments, DestinationStyleOpInterface,
-    AllTypesMatch<["init", "result"]>]> {
+    InferTypeOpAdaptor]> {
   let summary = "scaled dot-product attention over a (compressed) cache";
   let description = [{
     `out[j, i] = sum_s softmax_s(scale * q[j,i] . k[h,s] + bias) v[h,s]` for
@@ -264,32 +265,46 @@ def KVCache_AttentionOp : KVCache_Op<"attention", [
     `count_bias` (needs `counts`) adds `log(count[h,s])` to each logit.
     `scale` defaults to `1/sqrt(D)`.
 
+    With a second destination `scores`, the op also returns the accumulated
+    attention of every slot, `a[h, s] = sum_{g, i} p[h*G+g, i, s]` (the H2O
+    score of `kvcache.accumulated_scores`), from the same probabilities:
+    this is how `kvmerge-insert-compression` scores a prefill cache without
+    a second `Q . K^T` in the program.
+
     ```mlir
     %o = kvcache.attention ins(%q, %k, %v : tensor<9x1x64xf16>,
             tensor<3x64x64xf16>, tensor<3x64x64xf16>)
         lengths(%len : tensor<3xi32>) outs(%init : tensor<9x1x64xf16>)
+    %o, %a = kvcache.attention ins(%q, %k, %v : ...) outs(%init, %a0 :
+        tensor<9x128x64xf32>, tensor<3x128xf32>) causal
     ```
   }];
   let arguments = (ins
     KVCache_FloatTensor:$query, KVCache_FloatTensor:$keys,
     KVCache_FloatTensor:$values,
     Optional<KVCache_I32Tensor>:$lengths, Optional<KVCache_I32Tensor>:$counts,
-    KVCache_FloatTensor:$init,
+    KVCache_FloatTensor:$init, Optional<KVCache_F32Tensor>:$scores_init,
     OptionalAttr<F64Attr>:$scale, UnitAttr:$causal, UnitAttr:$count_bias);
-  let results = (outs KVCache_FloatTensor:$result);
+  let results = (outs KVCache_FloatTensor:$result,
+                      Optional<KVCache_F32Tensor>:$scores);
   let assemblyFormat = [{
     `ins` `(` $query `,` $keys `,` $values `:` type($query) `,` type($keys)
       `,` type($values) `)`
     (`lengths` `(` $lengths^ `:` type($lengths) `)`)?
     (`counts` `(` $counts^ `:` type($counts) `)`)?
-    `outs` `(` $init `:` type($init) `)`
+    `outs` `(` $init (`,` $scores_init^)? `:` type($init)
+      (`,` type($scores_init)^)? `)`
     (`scale` `(` $scale^ `)`)? (`causal` $causal^)?
     (`count_bias` $count_bias^)? attr-dict
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     ::mlir::MutableOperandRange getDpsInitsMutable() {
-      return ::mlir::MutableOperandRange(getInitMutable());
+      ::mlir::MutableOperandRange inits(getInitMutable());
+      if (getScoresInit())
+        return ::mlir::MutableOperandRange(
+            getOperation(), getInitMutable().getOperandNumber(), 2);
+      return inits;
     }
   }];
 }

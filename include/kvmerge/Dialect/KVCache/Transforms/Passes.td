@@ -62,4 +62,50 @@ def KVCacheRaiseAttention : Pass<"kvmerge-raise-attention"> {
                            "::kvmerge::kvcache::KVCacheDialect"];
 }
 
+def KVCacheInsertCompression
+    : Pass<"kvmerge-insert-compression", "::mlir::ModuleOp"> {
+  let summary = "Compress the KV caches a prefill returns; mask the caches a decode reads";
+  let description = [{
+    Works on `kvcache.attention` ops (from `kvmerge-raise-attention` or
+    written directly) and the function arguments/results that are their
+    caches. A cache is marked with the argument/result attribute
+    `kvcache.role = "keys" | "values" | "lengths"`.
+
+    * **Prefill** (a function returning the keys and values an attention
+      reads): the attention also returns the accumulated scores of its own
+      probabilities (`outs(%o, %scores)`, no second `Q . K^T`), a
+      `kvcache.compress` with the pass's policy compresses keys and values,
+      the function returns the compressed caches in their place and appends
+      four results: `positions`, `counts`, `scores`, `lengths` (each marked
+      with `kvcache.role`). Unmarked results that are exactly an
+      attention's keys/values are detected automatically, with a remark.
+    * **Decode** (an attention reading keys/values arguments marked as
+      caches): the attention reads only the valid slots: `lengths(%len)`
+      from the argument marked `"lengths"`, which is appended (marked) when
+      missing. Unmarked arguments are left alone, with a remark.
+
+    The budget is `budget=0.5` (a ratio: has a `.` or is below 1) or
+    `budget=512` (slots). Bad options are reported with the policy
+    attribute's own diagnostics. A module without any attention is an error.
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", /*default=*/"\"kvmerger\"",
+           "full | streaming | h2o | kvmerger">,
+    Option<"budget", "budget", "std::string", /*default=*/"\"0.5\"",
+           "a ratio of the cache length (0.5) or a number of slots (512)">,
+    Option<"sink", "sink", "int64_t", /*default=*/"4",
+           "oldest tokens always kept">,
+    Option<"recent", "recent", "int64_t", /*default=*/"-1",
+           "newest tokens always kept (-1: ceil(B / 4))">,
+    Option<"mode", "mode", "std::string", /*default=*/"\"budget\"",
+           "budget | threshold">,
+    Option<"eps", "eps", "double", /*default=*/"0.75",
+           "similarity threshold (threshold mode)">,
+    Option<"sigma", "sigma", "std::string", /*default=*/"\"auto\"",
+           "auto | paper | a positive number">
+  ];
+  let dependentDialects = ["::mlir::tensor::TensorDialect",
+                           "::kvmerge::kvcache::KVCacheDialect"];
+}
+
 #endif // KVMERGE_DIALECT_KVCACHE_TRANSFORMS_PASSES_TD
