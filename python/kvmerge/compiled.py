@@ -1,9 +1,17 @@
 """The compiled path: kvcache ops built as MLIR, lowered by kvmerge and run on the CPU.
 
 ``compress`` and ``attention`` take the same arguments as :mod:`kvmerge.reference` and return the
-same results, computed by code that ``kvmerge-opt --kvmerge-lower-to-llvm`` generates and that
-``kvmerge-run`` JIT-compiles. Arguments are validated by the reference's own checks first, so bad
-input raises the same ``ValueError`` on both paths.
+same results, computed by code that the kvmerge CPU pipeline (``--kvmerge-lower-to-llvm``)
+generates and ``mlir::ExecutionEngine`` JIT-compiles. Arguments are validated by the reference's
+own checks first, so bad input raises the same ``ValueError`` on both paths.
+
+Two ways to run, same results:
+
+* in-process, through the native extension (:mod:`kvmerge.jit`) when it is built: each module is
+  compiled once per process and cached by its source text, so repeated calls with the same shapes
+  and policy only run;
+* otherwise (or with ``KVMERGE_NO_NATIVE=1``, or for ``repetitions`` benchmarks) a ``kvmerge-run``
+  subprocess per call, with ``.npy`` files in a temporary directory.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference
+from . import _loader, reference
+from .errors import CompileError
 
-__all__ = ["compress", "attention", "compress_module", "attention_module", "CompileError", "tool"]
+__all__ = ["compress", "attention", "compress_module", "attention_module", "run", "CompileError", "tool",
+           "uses_native"]
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -34,10 +44,6 @@ try:  # bfloat16 comes from ml_dtypes
     _MLIR_TYPES[np.dtype(ml_dtypes.bfloat16)] = "bf16"
 except ImportError:  # pragma: no cover
     ml_dtypes = None
-
-
-class CompileError(RuntimeError):
-    """kvmerge-run failed; the message carries its MLIR diagnostics."""
 
 
 def tool(name: str) -> str:
@@ -121,11 +127,31 @@ def _bf16_view(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0):
-    """Compiles ``module`` with kvmerge-run and runs ``function`` on NumPy ``inputs``.
+def uses_native() -> bool:
+    """Whether :func:`run` calls the in-process JIT (``kvmerge._native``) rather than kvmerge-run."""
+    return _loader.available()
 
-    Returns the list of outputs (and kvmerge-run's stdout when ``repetitions`` > 0).
+
+def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0):
+    """Compiles ``module`` and runs ``function`` on NumPy ``inputs``.
+
+    In-process (:func:`kvmerge.jit.load`, cached by source text) when the native extension is
+    available and ``repetitions`` is 0; otherwise through a kvmerge-run subprocess. Returns the
+    list of outputs (and kvmerge-run's stdout, its timing report, when ``repetitions`` > 0).
+    MLIR failures raise :class:`kvmerge.CompileError` on both paths.
     """
+    if not repetitions and _loader.available():
+        from . import jit
+
+        outs = jit.load(module).run(function, *[np.asarray(x) for x in inputs])
+        if len(outs) != n_outputs:
+            raise CompileError(f"{function}: expected {n_outputs} results, the module returns {len(outs)}")
+        return outs
+    return _run_subprocess(module, function, inputs, n_outputs, repetitions=repetitions)
+
+
+def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0):
+    """``run`` through ``kvmerge-run`` (a process per call, .npy files in a temporary directory)."""
     with tempfile.TemporaryDirectory(prefix="kvmerge-") as tmp:
         tmp = Path(tmp)
         (tmp / "module.mlir").write_text(module)
