@@ -219,7 +219,7 @@ std::pair<Value, int64_t> unshare(Value v) {
   int64_t g = collapse.getSrcType().getDimSize(1);
   if (auto bc = src.getDefiningOp<linalg::BroadcastOp>())
     if (bc.getDimensions() == ArrayRef<int64_t>{1})
-      return {bc.getInput(), g};
+      return {skipCasts(bc.getInput()), g};
   if (auto gen = src.getDefiningOp<linalg::GenericOp>()) {
     MLIRContext *ctx = gen.getContext();
     AffineMap bcast = AffineMap::get(
@@ -232,7 +232,7 @@ std::pair<Value, int64_t> unshare(Value v) {
         gen.getIndexingMapsArray()[0] == bcast &&
         isa<linalg::YieldOp>(body) &&
         body->getOperand(0) == gen.getRegion().front().getArgument(0))
-      return {gen.getDpsInputs()[0], g};
+      return {skipCasts(gen.getDpsInputs()[0]), g};
   }
   return {v, 1};
 }
@@ -354,7 +354,8 @@ bool isCausalConstant(Value mask) {
   return true;
 }
 
-/// A masked-fill generic: select(index(2) > index(1), NEG, x).
+/// A masked-fill generic: select(index(2) > index(1) + (N - M), NEG, x),
+/// i.e. query i of the last M positions does not see keys after it.
 bool isCausalFill(linalg::GenericOp g, Value &x) {
   if (!g || g.getNumDpsInputs() != 1 || !allParallelIdentity(g) ||
       g.getNumLoops() != 3)
@@ -367,21 +368,38 @@ bool isCausalFill(linalg::GenericOp g, Value &x) {
   auto cmp = sel.getCondition().getDefiningOp<arith::CmpIOp>();
   if (!cmp)
     return false;
-  auto dimOf = [](Value v) -> int64_t {
+  auto type = cast<RankedTensorType>(g.getDpsInputs()[0].getType());
+  int64_t offset = type.getDimSize(2) - type.getDimSize(1); // N - M
+  // `v` is linalg.index(dim) + c; returns dim (or -1) and adds c to `c`.
+  auto indexPlus = [](Value v, int64_t &c) -> int64_t {
+    if (auto add = v.getDefiningOp<arith::AddIOp>()) {
+      IntegerAttr k;
+      Value other;
+      if (matchPattern(add.getRhs(), m_Constant(&k)))
+        other = add.getLhs();
+      else if (matchPattern(add.getLhs(), m_Constant(&k)))
+        other = add.getRhs();
+      else
+        return -1;
+      c += k.getInt();
+      v = other;
+    }
     if (auto idx = v.getDefiningOp<linalg::IndexOp>())
       return idx.getDim();
     return -1;
   };
-  int64_t lhs = dimOf(cmp.getLhs()), rhs = dimOf(cmp.getRhs());
+  int64_t lhsOff = 0, rhsOff = 0;
+  int64_t lhs = indexPlus(cmp.getLhs(), lhsOff);
+  int64_t rhs = indexPlus(cmp.getRhs(), rhsOff);
   bool causal = false;
   switch (cmp.getPredicate()) {
   case arith::CmpIPredicate::ugt:
-  case arith::CmpIPredicate::sgt:
-    causal = lhs == 2 && rhs == 1;
+  case arith::CmpIPredicate::sgt: // key > query + offset
+    causal = lhs == 2 && rhs == 1 && lhsOff == 0 && rhsOff == offset;
     break;
   case arith::CmpIPredicate::ult:
-  case arith::CmpIPredicate::slt:
-    causal = lhs == 1 && rhs == 2;
+  case arith::CmpIPredicate::slt: // query + offset < key
+    causal = lhs == 1 && rhs == 2 && rhsOff == 0 && lhsOff == offset;
     break;
   default:
     break;
