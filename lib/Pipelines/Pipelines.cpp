@@ -64,7 +64,8 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(std::make_unique<DecomposeAggregatesPass>());
 
-  // kvcache on tensors -> loops on buffers.
+  // kvcache on tensors -> loops on buffers, each distinct op once.
+  pm.addPass(kvcache::createKVCacheOutline());
   pm.addPass(kvcache::createKVCacheDecomposeCompress());
   pm.addPass(createConvertKVCacheToLoops());
   pm.addPass(createCanonicalizerPass());
@@ -99,7 +100,16 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
+std::unique_ptr<Pass> kvmerge::createEmitCInterfacePass() {
+  return std::make_unique<EmitCInterfacePass>();
+}
+
+std::unique_ptr<Pass> kvmerge::createDecomposeAggregatesPass() {
+  return std::make_unique<DecomposeAggregatesPass>();
+}
+
 void kvmerge::registerPipelines() {
+  registerGPUPipelines();
   PassPipelineRegistration<LowerToLLVMOptions>(
       "kvmerge-lower-to-llvm",
       "Lower kvcache and upstream tensor IR to the LLVM dialect for CPU "

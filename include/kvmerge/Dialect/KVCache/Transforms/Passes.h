@@ -4,6 +4,7 @@
 #define KVMERGE_DIALECT_KVCACHE_TRANSFORMS_PASSES_H
 
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Pass/Pass.h"
 

@@ -108,4 +108,17 @@ def KVCacheInsertCompression
                            "::kvmerge::kvcache::KVCacheDialect"];
 }
 
+def KVCacheOutline : Pass<"kvmerge-outline", "::mlir::ModuleOp"> {
+  let summary = "Outline kvcache ops into one private function per distinct op";
+  let description = [{
+    Moves every `kvcache.compress` and `kvcache.attention` into a private
+    function `__kvmerge_<op>_<hash>` and calls it; ops that are identical up
+    to their operands (same attributes, operand and result types) share one
+    function. A model with 32 identical layers then lowers its compression
+    and attention kernels once instead of 32 times (like IREE's dispatch
+    deduplication); `--kvmerge-lower-to-llvm` runs it first.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
 #endif // KVMERGE_DIALECT_KVCACHE_TRANSFORMS_PASSES_TD
