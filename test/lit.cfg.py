@@ -46,3 +46,21 @@ llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 if config.ptxas and os.path.exists(config.ptxas):
     config.available_features.add("ptxas")
+
+# GPU backend (docs/gpu.md): %ptxas assembles emitted PTX; GPU execution
+# tests need a working NVIDIA driver and device (`nvidia-smi -L` lists one).
+if config.ptxas and os.path.exists(config.ptxas):
+    config.substitutions.append(("%ptxas", config.ptxas))
+import shutil
+import subprocess
+_nvidia_smi = shutil.which("nvidia-smi")
+if _nvidia_smi:
+    try:
+        _out = subprocess.run([_nvidia_smi, "-L"], capture_output=True,
+                              text=True, timeout=30)
+        if _out.returncode == 0 and "GPU" in _out.stdout:
+            config.available_features.add("cuda-device")
+    except (OSError, subprocess.SubprocessError):
+        pass
+import sys
+config.substitutions.append(("%python", sys.executable))

@@ -64,9 +64,13 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(std::make_unique<DecomposeAggregatesPass>());
 
-  // kvcache on tensors -> loops on buffers, each distinct op once.
+  // kvcache on tensors -> loops on buffers, each distinct op once (after
+  // folding the compressions that are identities).
+  pm.addPass(createCanonicalizerPass());
   pm.addPass(kvcache::createKVCacheOutline());
   pm.addPass(kvcache::createKVCacheDecomposeCompress());
+  if (options.fuseMerge)
+    pm.addPass(kvcache::createKVCacheFuseMerge());
   pm.addPass(createConvertKVCacheToLoops());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -1,6 +1,7 @@
 //===- Runner.cpp - load, lower, JIT and call kvmerge functions -----------===//
 
 #include "kvmerge/Runtime/Runner.h"
+#include "kvmerge/Runtime/CudaRuntime.h"
 
 #include "kvmerge/InitAllKVMerge.h"
 #include "kvmerge/Pipelines/Pipelines.h"
@@ -229,11 +230,15 @@ static void initializeNativeTarget() {
 static Error checkDevice(StringRef device) {
   if (device == "cpu")
     return Error::success();
-  if (device == "cuda")
-    return createStringError(
-        "device cuda is not available in this build: only the cpu JIT is "
-        "implemented so far (use --device=cpu)");
-  return createStringError("unknown device '" + device + "' (available: cpu)");
+  if (device == "cuda") {
+    // The driver is opened at run time (dlopen): no CUDA at build time.
+    if (Error err = cuda::initialize())
+      return createStringError("device cuda is not available: " +
+                               toString(std::move(err)));
+    return Error::success();
+  }
+  return createStringError("unknown device '" + device +
+                           "' (available: cpu, cuda)");
 }
 
 Expected<std::unique_ptr<Runner>>
@@ -405,8 +410,17 @@ Error Runner::compile() {
     mlir::SourceMgrDiagnosticHandler handler(impl->sourceMgr, context,
                                              diagnosticStream);
     mlir::PassManager pm(context, mlir::ModuleOp::getOperationName());
-    kvmerge::LowerToLLVMOptions pipelineOptions;
-    kvmerge::buildLowerToLLVMPipeline(pm, pipelineOptions);
+    if (impl->options.device == "cuda") {
+      // PTX for the device's own architecture, JIT-compiled by the driver.
+      kvmerge::LowerToNVVMOptions gpuOptions;
+      gpuOptions.chip = cuda::chip();
+      gpuOptions.features = "+ptx80";
+      gpuOptions.format = "isa";
+      kvmerge::buildLowerToNVVMPipeline(pm, gpuOptions);
+    } else {
+      kvmerge::LowerToLLVMOptions pipelineOptions;
+      kvmerge::buildLowerToLLVMPipeline(pm, pipelineOptions);
+    }
     if (mlir::failed(pm.run(module))) {
       // The module is now partially lowered; a retry would not help.
       impl->compileError = ("failed to lower '" + impl->bufferName +
@@ -463,9 +477,19 @@ Error Runner::compile() {
     symbols[interner("memrefCopy")] = {
         orc::ExecutorAddr::fromPtr(&runtimeMemrefCopy),
         JITSymbolFlags::Exported};
+    // GPU code calls MLIR's mgpu* runtime ABI, implemented on the
+    // dlopen'ed driver (harmless for CPU code, which never calls it).
+    for (auto [name, address] : cuda::symbols())
+      symbols[interner(name)] = {orc::ExecutorAddr::fromPtr(address),
+                                 JITSymbolFlags::Exported};
     return symbols;
   });
+  // Static constructors load the GPU modules (cuModuleLoadData).
   impl->engine->initialize();
+  if (impl->options.device == "cuda")
+    if (Error err = cuda::takeError())
+      return fail("failed to load the GPU kernels of '" + impl->bufferName +
+                  "': " + toString(std::move(err)));
   return Error::success();
 }
 
@@ -558,6 +582,14 @@ Error Runner::invoke(StringRef name, ArrayRef<ConstTensorView> inputs,
   if (!call)
     return call.takeError();
   call->invoke();
+  return takeDeviceError();
+}
+
+Error Runner::takeDeviceError() {
+  if (impl->options.device != "cuda")
+    return Error::success();
+  if (Error err = cuda::takeError())
+    return createStringError("CUDA error: " + toString(std::move(err)));
   return Error::success();
 }
 

@@ -57,7 +57,8 @@ static cl::list<std::string> outputFlags(
     cl::value_desc("@file.npy|-"), cl::cat(runCategory));
 
 static cl::opt<std::string>
-    deviceName("device", cl::desc("Device to run on (only cpu in this build)"),
+    deviceName("device", cl::desc("Device to run on: cpu, or cuda (NVIDIA GPU through the "
+                                "CUDA driver, opened at run time)"),
                cl::init("cpu"), cl::cat(runCategory));
 
 static cl::opt<unsigned> benchmarkRepetitions(
@@ -199,6 +200,8 @@ static int runMain() {
   if (!call)
     return fail(call.takeError());
   call->invoke();
+  if (Error err = runner.takeDeviceError())
+    return fail(std::move(err));
   if (benchmarkRepetitions > 0) {
     std::vector<double> milliseconds;
     for (unsigned r = 0; r < benchmarkRepetitions; ++r) {
@@ -208,6 +211,8 @@ static int runMain() {
       milliseconds.push_back(
           std::chrono::duration<double, std::milli>(end - start).count());
     }
+    if (Error err = runner.takeDeviceError())
+      return fail(std::move(err));
     std::sort(milliseconds.begin(), milliseconds.end());
     size_t n = milliseconds.size();
     double median = n % 2 ? milliseconds[n / 2]

@@ -32,4 +32,77 @@ def ConvertKVCacheToLoops : Pass<"convert-kvcache-to-loops", "::mlir::ModuleOp">
   ];
 }
 
+def ConvertKVCacheToGPU : Pass<"convert-kvcache-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower kvcache ops to hand-mapped gpu.launch kernels on buffers";
+  let description = [{
+    Rewrites kvcache ops (after `kvmerge-decompose-compress`) into
+    `gpu.launch` kernels over buffers bridged with
+    `bufferization.to_buffer` / `to_tensor`, like
+    `convert-kvcache-to-loops`:
+
+    * `similarity`: one warp per (head, link), dot products and norms as
+      `gpu.shuffle xor` warp reductions;
+    * `merge_sets` / `select_sets`: one block per head; the bitwise-search
+      selection with block-wide counts, the slot map by a block-wide prefix
+      scan (`gpu.shuffle up` + workgroup memory);
+    * `merge`: per-token range discovery, then one block per (slot, head)
+      (pivot by block argmax, distances one warp per member, weighted sums
+      with threads over the head dim, f32 accumulation);
+    * `attention`: split-K flash decoding, one block per (key chunk, KV head,
+      query) with one warp per query head of the GQA group sharing K/V tiles
+      staged in workgroup memory, and a combine kernel.
+
+    Ops without a GPU mapping (f64 storage, `accumulated_scores`,
+    `attention` with a scores result or dynamic/over-256 head dims) are left
+    unchanged for `convert-kvcache-to-loops` (host execution). Kernels read
+    host buffers until `kvmerge-gpu-stage-buffers` gives them device copies.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
+def KVMergeGPUHideLaunches : Pass<"kvmerge-gpu-hide-launches", "::mlir::ModuleOp"> {
+  let summary = "Turn gpu.launch_func into calls so buffer deallocation accepts them";
+  let description = [{
+    The ownership-based buffer deallocation rejects ops with unknown memory
+    effects, which `gpu.launch_func` is. This pass rewrites every
+    `gpu.launch_func` (grid, block and kernel operands; no async tokens, no
+    clusters, no dynamic shared memory) into a `func.call` to a private
+    declaration `__kvmerge_gpu_launch_N` with the kernel in the
+    `kvmerge.kernel` attribute; `kvmerge-gpu-restore-launches` undoes it.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
+def KVMergeGPURestoreLaunches : Pass<"kvmerge-gpu-restore-launches", "::mlir::ModuleOp"> {
+  let summary = "Undo kvmerge-gpu-hide-launches";
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
+def KVMergeGPUStageBuffers : Pass<"kvmerge-gpu-stage-buffers", "::mlir::ModuleOp"> {
+  let summary = "Give gpu.launch_func kernels device copies of the host buffers they use";
+  let description = [{
+    After bufferization and deallocation: every maximal run of
+    `gpu.launch_func` ops in a block (with only side-effect-free ops or
+    `memref.alloc` between them) gets one `gpu.alloc` per host buffer its
+    kernels take, a host-to-device `gpu.memcpy` for buffers with host
+    contents (not for allocations made inside the run), a device-to-host
+    copy after the run for buffers a kernel writes and the host uses later,
+    and `gpu.dealloc`. Intermediate buffers of one kvcache op (and of
+    consecutive ops) therefore stay on the device. Run `gpu-async-region`
+    afterwards so that `gpu-to-llvm` can lower the copies.
+  }];
+  let dependentDialects = [
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
+  ];
+}
+
 #endif // KVMERGE_CONVERSION_PASSES_TD

@@ -73,7 +73,8 @@ struct FunctionSignature {
 };
 
 struct RunnerOptions {
-  /// Only "cpu" is built today.
+  /// "cpu" (JIT on the host) or "cuda" (--kvmerge-lower-to-nvvm, PTX loaded
+  /// through the CUDA driver opened at run time; see CudaRuntime.h).
   std::string device = "cpu";
   /// LLVM optimization level for the JIT (0-3).
   unsigned optLevel = 3;
@@ -153,6 +154,11 @@ public:
   /// Runs once and returns freshly allocated results.
   llvm::Expected<std::vector<HostTensor>>
   run(llvm::StringRef name, llvm::ArrayRef<ConstTensorView> inputs);
+
+  /// For --device=cuda: the first CUDA error since the last call (kernel
+  /// launches and copies cannot report errors themselves). Call after
+  /// PreparedCall::invoke. Always success on the cpu device.
+  llvm::Error takeDeviceError();
 
 private:
   struct Impl;

@@ -44,9 +44,9 @@ struct Emitter {
 
   Emitter(OpBuilder &builder, Location loc)
       : b(loc, builder),
-        fm(arith::FastMathFlagsAttr::get(
-            builder.getContext(),
-            arith::FastMathFlags::reassoc | arith::FastMathFlags::contract)) {}
+        fm(arith::FastMathFlagsAttr::get(builder.getContext(),
+                                         arith::FastMathFlags::reassoc |
+                                             arith::FastMathFlags::contract)) {}
 
   // Constants.
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
@@ -71,8 +71,12 @@ struct Emitter {
   Value toIndex(Value v) {
     return arith::IndexCastOp::create(b, b.getIndexType(), v);
   }
-  Value toI32(Value v) { return arith::IndexCastOp::create(b, b.getI32Type(), v); }
-  Value ext32(Value i1) { return arith::ExtUIOp::create(b, b.getI32Type(), i1); }
+  Value toI32(Value v) {
+    return arith::IndexCastOp::create(b, b.getI32Type(), v);
+  }
+  Value ext32(Value i1) {
+    return arith::ExtUIOp::create(b, b.getI32Type(), i1);
+  }
 
   // Floating point (reductions may be reassociated).
   Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y, fm); }
@@ -96,12 +100,14 @@ struct Emitter {
     return arith::TruncFOp::create(b, to, v);
   }
   Value siToF(Value v, Type t) {
-    return arith::SIToFPOp::create(b, t, arith::IndexCastOp::create(
-                                             b, b.getI64Type(), v));
+    return arith::SIToFPOp::create(
+        b, t, arith::IndexCastOp::create(b, b.getI64Type(), v));
   }
 
   // Memory.
-  Value load(Value mem, ValueRange ivs) { return memref::LoadOp::create(b, mem, ivs); }
+  Value load(Value mem, ValueRange ivs) {
+    return memref::LoadOp::create(b, mem, ivs);
+  }
   void store(Value v, Value mem, ValueRange ivs) {
     memref::StoreOp::create(b, v, mem, ivs);
   }
@@ -239,8 +245,8 @@ Value orderedKey(Emitter &e, Value f) {
   Value bits = arith::BitcastOp::create(e.b, e.b.getI32Type(), f);
   Value neg = e.cmp(arith::CmpIPredicate::slt, bits, e.i32(0));
   Value flipAll = arith::XOrIOp::create(e.b, bits, e.i32(-1));
-  Value flipSign =
-      arith::XOrIOp::create(e.b, bits, e.i32(static_cast<int32_t>(0x80000000u)));
+  Value flipSign = arith::XOrIOp::create(
+      e.b, bits, e.i32(static_cast<int32_t>(0x80000000u)));
   return e.select(neg, flipAll, flipSign);
 }
 
@@ -262,18 +268,18 @@ Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
                          function_ref<Value(Emitter &, Value)> rankOf) {
   Value kI32 = e.toI32(k);
   // threshold = max{v : #(key <u v) < k}: the k-th smallest key.
-  Value threshold =
-      e.forLoop(e.idx(0), e.idx(32), ValueRange{e.i32(0)},
-                [&](Emitter &e, Value iv, ValueRange args) -> SmallVector<Value> {
-                  Value shift = e.sub(e.i32(31), e.toI32(iv));
-                  Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
-                  Value trial = arith::OrIOp::create(e.b, args[0], bit);
-                  Value below = e.count(lb, ub, [&](Emitter &e, Value t) {
-                    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), trial);
-                  });
-                  Value ok = e.cmp(arith::CmpIPredicate::slt, below, kI32);
-                  return {e.select(ok, trial, args[0])};
-                })[0];
+  Value threshold = e.forLoop(
+      e.idx(0), e.idx(32), ValueRange{e.i32(0)},
+      [&](Emitter &e, Value iv, ValueRange args) -> SmallVector<Value> {
+        Value shift = e.sub(e.i32(31), e.toI32(iv));
+        Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
+        Value trial = arith::OrIOp::create(e.b, args[0], bit);
+        Value below = e.count(lb, ub, [&](Emitter &e, Value t) {
+          return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), trial);
+        });
+        Value ok = e.cmp(arith::CmpIPredicate::slt, below, kI32);
+        return {e.select(ok, trial, args[0])};
+      })[0];
   Value less = e.count(lb, ub, [&](Emitter &e, Value t) {
     return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), threshold);
   });
@@ -283,7 +289,8 @@ Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
   Value need = e.sub(kI32, less);
   // All equal keys selected: no rank search needed.
   Value allEqual = e.cmp(arith::CmpIPredicate::sge, need, equal);
-  Value rankLimit = e.ifElse(allEqual,
+  Value rankLimit = e.ifElse(
+      allEqual,
       [&](Emitter &e) -> SmallVector<Value> {
         return {e.idx(std::numeric_limits<int32_t>::max())};
       },
@@ -297,10 +304,10 @@ Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
               Value trial = arith::OrIOp::create(e.b, args[0], bit);
               Value trialIdx = e.toIndex(trial);
               Value before = e.count(lb, ub, [&](Emitter &e, Value t) {
-                Value eq = e.cmp(arith::CmpIPredicate::eq, keyOf(e, t),
-                                 threshold);
-                Value lt = e.cmp(arith::CmpIPredicate::slt, rankOf(e, t),
-                                 trialIdx);
+                Value eq =
+                    e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
+                Value lt =
+                    e.cmp(arith::CmpIPredicate::slt, rankOf(e, t), trialIdx);
                 return arith::AndIOp::create(e.b, eq, lt).getResult();
               });
               Value ok = e.cmp(arith::CmpIPredicate::slt, before, need);
@@ -379,6 +386,29 @@ Regions regions(Emitter &e, Value length, int64_t sink, int64_t recent) {
 // Op lowerings
 //===----------------------------------------------------------------------===//
 
+/// Cosine similarity (f32) of keys t and t+1 of head h; 0 for a zero norm.
+Value emitLinkSimilarity(Emitter &e, Value keys, Type ct, Value d, Value h,
+                         Value t) {
+  Value t1 = e.add(t, e.idx(1));
+  Value zero = e.flt(0.0, ct);
+  auto sums = e.forLoop(
+      e.idx(0), d, ValueRange{zero, zero, zero},
+      [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
+        Value a = e.convert(e.load(keys, {h, t, k}), ct);
+        Value b = e.convert(e.load(keys, {h, t1, k}), ct);
+        return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a)),
+                e.fadd(acc[2], e.fmul(b, b))};
+      });
+  Value den = e.fmul(e.sqrt(sums[1]), e.sqrt(sums[2]));
+  Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
+  Value safeDen = e.select(zeroDen, e.flt(1.0, ct), den);
+  Value cosv = e.fdiv(sums[0], safeDen);
+  cosv = arith::MinimumFOp::create(e.b, e.flt(1.0, ct),
+                                   e.fmax(e.flt(-1.0, ct), cosv));
+  cosv = e.select(zeroDen, zero, cosv);
+  return e.convert(cosv, e.b.getF32Type());
+}
+
 void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Emitter e(rewriter, op.getLoc());
   Value keys = e.toBuffer(op.getKeys());
@@ -386,26 +416,8 @@ void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2);
   Value links = e.maxS(e.sub(l, e.idx(1)), e.idx(0));
   Value out = e.allocLike(op.getResult().getType(), {h, links});
-  Type f32 = e.b.getF32Type();
   e.parallel({e.idx(0), e.idx(0)}, {h, links}, [&](Emitter &e, ValueRange ivs) {
-    Value t1 = e.add(ivs[1], e.idx(1));
-    Value zero = e.flt(0.0, ct);
-    auto sums = e.forLoop(
-        e.idx(0), d, ValueRange{zero, zero, zero},
-        [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
-          Value a = e.convert(e.load(keys, {ivs[0], ivs[1], k}), ct);
-          Value b = e.convert(e.load(keys, {ivs[0], t1, k}), ct);
-          return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a)),
-                  e.fadd(acc[2], e.fmul(b, b))};
-        });
-    Value den = e.fmul(e.sqrt(sums[1]), e.sqrt(sums[2]));
-    Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
-    Value safeDen = e.select(zeroDen, e.flt(1.0, ct), den);
-    Value cosv = e.fdiv(sums[0], safeDen);
-    cosv = arith::MinimumFOp::create(e.b, e.flt(1.0, ct),
-                                     e.fmax(e.flt(-1.0, ct), cosv));
-    cosv = e.select(zeroDen, zero, cosv);
-    e.store(e.convert(cosv, f32), out, {ivs[0], ivs[1]});
+    e.store(emitLinkSimilarity(e, keys, ct, d, ivs[0], ivs[1]), out, ivs);
   });
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
 }
@@ -443,6 +455,69 @@ void emitMergeSlotMap(Emitter &e, Value h, Value length, const Regions &r,
   e.store(e.add(recentBase, recentLen), lengths, {h});
 }
 
+/// What merge-set identification needs besides the similarities.
+struct MergeSetsParams {
+  int64_t sink, recent, middle;
+  bool threshold;
+  double eps;
+};
+
+/// Merge-set identification of one head: selects the cut links of the
+/// middle (`sim[head, t]`, t < length - 1) and writes `slots[head, :]` and
+/// `lengths[head]`. `scratch[head, :]` holds the scan's chunk totals.
+void emitMergeSetsHead(Emitter &e, Value head, Value length, Value sim,
+                       Value slots, Value lengths, Value scratch,
+                       const MergeSetsParams &p) {
+  Regions r = regions(e, length, p.sink, p.recent);
+  Value lastMiddle = e.sub(r.recentStart, e.idx(1));
+  auto keyOf = [&](Emitter &e, Value t) {
+    return orderedKey(e, e.load(sim, {head, t}));
+  };
+  auto rankOf = [&](Emitter &, Value t) { return t; };
+  // Number of cuts: Bm - 1, or every link when the middle already fits.
+  Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(p.middle));
+  Value budgetCuts = e.idx(p.middle - 1);
+  auto selectBudget = [&](Emitter &e) -> SmallVector<Value> {
+    Selection s =
+        selectSmallest(e, r.sink, lastMiddle, budgetCuts, keyOf, rankOf);
+    return {s.threshold, s.rankLimit};
+  };
+  auto everyLink = [&](Emitter &e) -> SmallVector<Value> {
+    return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
+  };
+  SmallVector<Value> sel;
+  if (p.threshold) {
+    // Cut where s < eps, unless that makes more than Bm sets: then the
+    // Bm - 1 weakest links (all below eps) are cut, as in budget mode.
+    Value epsKey = orderedKey(e, e.flt(p.eps, e.b.getF32Type()));
+    Value below = e.count(r.sink, lastMiddle, [&](Emitter &e, Value t) {
+      return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
+    });
+    Value tooMany =
+        e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
+    sel = e.ifElse(fits, everyLink, [&](Emitter &e) {
+      return e.ifElse(tooMany, selectBudget,
+                      [&](Emitter &e) -> SmallVector<Value> {
+                        return {epsKey, e.idx(-1)};
+                      });
+    });
+  } else {
+    sel = e.ifElse(fits, everyLink, selectBudget);
+  }
+  Selection s{sel[0], sel[1]};
+  emitMergeSlotMap(
+      e, head, length, r, slots, lengths, scratch,
+      [&](Emitter &e, Value t) { return isSelected(e, s, keyOf(e, t), t); });
+}
+
+/// Chunk-total scratch of the slot-map scan for caches of `length` tokens.
+Value allocScanScratch(Emitter &e, Value heads, Value length) {
+  Value chunks =
+      e.divu(e.add(length, e.idx(kScanChunk - 1)), e.idx(kScanChunk));
+  return e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, e.b.getI32Type(),
+                 {heads, chunks});
+}
+
 void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   Emitter e(rewriter, op.getLoc());
   Value sim = e.toBuffer(op.getSimilarity());
@@ -450,57 +525,13 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   Value length = e.add(e.dim(sim, 1), e.idx(1));
   Value slots = e.allocLike(op.getSlots().getType(), {h, length});
   Value lengths = e.allocLike(op.getLengths().getType(), {h});
-  Value chunks =
-      e.divu(e.add(length, e.idx(kScanChunk - 1)), e.idx(kScanChunk));
-  Value scratch = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
-                          e.b.getI32Type(), {h, chunks});
-  int64_t middle = op.getMiddle();
-  bool threshold = op.getMode() == MergeMode::threshold;
-  double eps = op.getEps().convertToDouble();
-
+  Value scratch = allocScanScratch(e, h, length);
+  MergeSetsParams p{
+      static_cast<int64_t>(op.getSink()), static_cast<int64_t>(op.getRecent()),
+      static_cast<int64_t>(op.getMiddle()),
+      op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
-    Value head = ivs[0];
-    Regions r = regions(e, length, op.getSink(), op.getRecent());
-    Value lastMiddle = e.sub(r.recentStart, e.idx(1));
-    auto keyOf = [&](Emitter &e, Value t) {
-      return orderedKey(e, e.load(sim, {head, t}));
-    };
-    auto rankOf = [&](Emitter &, Value t) { return t; };
-    // Number of cuts: Bm - 1, or every link when the middle already fits.
-    Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-    Value budgetCuts = e.idx(middle - 1);
-    auto selectBudget = [&](Emitter &e) -> SmallVector<Value> {
-      Selection s = selectSmallest(e, r.sink, lastMiddle, budgetCuts, keyOf,
-                                   rankOf);
-      return {s.threshold, s.rankLimit};
-    };
-    auto everyLink = [&](Emitter &e) -> SmallVector<Value> {
-      return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-    };
-    SmallVector<Value> sel;
-    if (threshold) {
-      // Cut where s < eps, unless that makes more than Bm sets: then the
-      // Bm - 1 weakest links (all below eps) are cut, as in budget mode.
-      Value epsKey = orderedKey(e, e.flt(eps, e.b.getF32Type()));
-      Value below = e.count(r.sink, lastMiddle, [&](Emitter &e, Value t) {
-        return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
-      });
-      Value tooMany =
-          e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
-      sel = e.ifElse(fits, everyLink, [&](Emitter &e) {
-        return e.ifElse(tooMany, selectBudget,
-                        [&](Emitter &e) -> SmallVector<Value> {
-                          return {epsKey, e.idx(-1)};
-                        });
-      });
-    } else {
-      sel = e.ifElse(fits, everyLink, selectBudget);
-    }
-    Selection s{sel[0], sel[1]};
-    emitMergeSlotMap(e, head, length, r, slots, lengths, scratch,
-                     [&](Emitter &e, Value t) {
-                       return isSelected(e, s, keyOf(e, t), t);
-                     });
+    emitMergeSetsHead(e, ivs[0], length, sim, slots, lengths, scratch, p);
   });
   rewriter.replaceOp(op, {e.toTensor(slots, op.getSlots().getType()),
                           e.toTensor(lengths, op.getLengths().getType())});
@@ -512,10 +543,7 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
   Value h = e.dim(scores, 0), length = e.dim(scores, 1);
   Value slots = e.allocLike(op.getSlots().getType(), {h, length});
   Value lengths = e.allocLike(op.getLengths().getType(), {h});
-  Value chunks =
-      e.divu(e.add(length, e.idx(kScanChunk - 1)), e.idx(kScanChunk));
-  Value scratch = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
-                          e.b.getI32Type(), {h, chunks});
+  Value scratch = allocScanScratch(e, h, length);
   int64_t middle = op.getMiddle();
 
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
@@ -533,7 +561,8 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
     if (middle == 0) {
       sel = {e.i32(0), e.idx(-1)};
     } else {
-      sel = e.ifElse(fits,
+      sel = e.ifElse(
+          fits,
           [&](Emitter &e) -> SmallVector<Value> {
             return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
           },
@@ -553,7 +582,8 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
     Value sinkI32 = e.toI32(r.sink);
     chunkedScan(e, r.sink, r.recentStart, scratch, {head}, kept,
                 [&](Emitter &e, Value t, Value before, Value flag) {
-                  Value isKept = e.cmp(arith::CmpIPredicate::ne, flag, e.i32(0));
+                  Value isKept =
+                      e.cmp(arith::CmpIPredicate::ne, flag, e.i32(0));
                   e.store(e.select(isKept, e.add(sinkI32, before), e.i32(-1)),
                           slots, {head, t});
                 });
@@ -570,220 +600,326 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
                           e.toTensor(lengths, op.getLengths().getType())});
 }
 
+/// Buffers, sizes and types one merge reads and writes.
+struct MergeContext {
+  Value keys, values, scores, slots, lengths;
+  Value outK, outV, outP, outC, outS;
+  Value start, end, weight; // per-slot member ranges, per-token weights
+  Type kt, vt, ct;
+  Value l, d, dv, capacity;
+  SigmaAttr sigma;
+};
+
+/// Allocates the outputs and scratch of a merge of `capacity` slots.
+MergeContext makeMergeContext(Emitter &e, Value keys, Value values,
+                              Value scores, Type kt, Type vt,
+                              ArrayRef<Type> outTypes, Value capacity,
+                              SigmaAttr sigma) {
+  MergeContext m;
+  m.keys = keys;
+  m.values = values;
+  m.scores = scores;
+  m.kt = kt;
+  m.vt = vt;
+  m.ct = computeType(
+      kt.isF64() || vt.isF64() ? Float64Type::get(kt.getContext()) : kt);
+  Value h = e.dim(keys, 0);
+  m.l = e.dim(keys, 1);
+  m.d = e.dim(keys, 2);
+  m.dv = e.dim(values, 2);
+  m.capacity = capacity;
+  m.sigma = sigma;
+  m.outK = e.allocLike(outTypes[0], {h, capacity, m.d});
+  m.outV = e.allocLike(outTypes[1], {h, capacity, m.dv});
+  m.outP = e.allocLike(outTypes[2], {h, capacity});
+  m.outC = e.allocLike(outTypes[3], {h, capacity});
+  m.outS = e.allocLike(outTypes[4], {h, capacity});
+  Type index = e.b.getIndexType();
+  m.start = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
+                    {h, capacity});
+  m.end = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
+                  {h, capacity});
+  m.weight =
+      e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, m.ct, {h, m.l});
+  return m;
+}
+
+/// Records token t of `head` as the start and/or end of its slot's member
+/// range (slot maps are contiguous per slot; evicted tokens have slot -1).
+void emitSlotRange(Emitter &e, const MergeContext &m, Value head, Value t) {
+  Value last = e.sub(m.l, e.idx(1));
+  Value s = e.load(m.slots, {head, t});
+  Value valid = arith::AndIOp::create(
+      e.b, e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
+      e.cmp(arith::CmpIPredicate::slt, e.toIndex(s), m.capacity));
+  e.ifThen(valid, [&](Emitter &e) {
+    Value si = e.toIndex(s);
+    Value first = e.cmp(arith::CmpIPredicate::eq, t, e.idx(0));
+    Value prev = e.load(m.slots, {head, e.maxS(e.sub(t, e.idx(1)), e.idx(0))});
+    Value opens = arith::OrIOp::create(
+        e.b, first, e.cmp(arith::CmpIPredicate::ne, prev, s));
+    e.ifThen(opens, [&](Emitter &e) { e.store(t, m.start, {head, si}); });
+    Value isLast = e.cmp(arith::CmpIPredicate::eq, t, last);
+    Value next = e.load(m.slots, {head, e.minS(e.add(t, e.idx(1)), last)});
+    Value closes = arith::OrIOp::create(
+        e.b, isLast, e.cmp(arith::CmpIPredicate::ne, next, s));
+    e.ifThen(closes, [&](Emitter &e) {
+      e.store(e.add(t, e.idx(1)), m.end, {head, si});
+    });
+  });
+}
+
+/// Merges slot `slot` of `head` (KVMerger steps 2-3), or zeroes it past the
+/// head's length.
+void emitMergeSlot(Emitter &e, const MergeContext &m, Value head, Value slot) {
+  Type f32 = e.b.getF32Type();
+  Value len = e.toIndex(e.load(m.lengths, {head}));
+  Value used = e.cmp(arith::CmpIPredicate::slt, slot, len);
+  auto zeroRow = [&](Emitter &e, Value out, Value width, Type t) {
+    Value z = e.flt(0.0, t);
+    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+      e.store(z, out, {head, slot, k});
+    });
+  };
+  e.ifThenElse(
+      used,
+      [&](Emitter &e) {
+        Value a = e.load(m.start, {head, slot});
+        Value b = e.load(m.end, {head, slot});
+        Value n = e.sub(b, a);
+        // Pivot: the largest score, ties to the newest; and the score sum.
+        Value ninf = e.flt(-std::numeric_limits<double>::infinity(), f32);
+        auto piv = e.forLoop(
+            a, b, ValueRange{a, ninf, e.flt(0.0, f32)},
+            [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
+              Value sc = e.load(m.scores, {head, t});
+              Value ge = e.fcmp(arith::CmpFPredicate::OGE, sc, acc[1]);
+              return {e.select(ge, t, acc[0]), e.select(ge, sc, acc[1]),
+                      arith::AddFOp::create(e.b, acc[2], sc).getResult()};
+            });
+        Value p = piv[0];
+        e.store(e.toI32(p), m.outP, {head, slot});
+        e.store(e.toI32(n), m.outC, {head, slot});
+        e.store(piv[2], m.outS, {head, slot});
+        Value single = e.cmp(arith::CmpIPredicate::eq, n, e.idx(1));
+        e.ifThenElse(
+            single,
+            [&](Emitter &e) {
+              e.forLoop(e.idx(0), m.d, [&](Emitter &e, Value k) {
+                e.store(e.load(m.keys, {head, p, k}), m.outK, {head, slot, k});
+              });
+              e.forLoop(e.idx(0), m.dv, [&](Emitter &e, Value k) {
+                e.store(e.load(m.values, {head, p, k}), m.outV,
+                        {head, slot, k});
+              });
+            },
+            [&](Emitter &e) {
+              Value zero = e.flt(0.0, m.ct);
+              // Squared distances to the pivot, kept per token.
+              Value total = e.forLoop(
+                  a, b, ValueRange{zero},
+                  [&](Emitter &e, Value t,
+                      ValueRange acc) -> SmallVector<Value> {
+                    Value dist = e.forLoop(
+                        e.idx(0), m.d, ValueRange{zero},
+                        [&](Emitter &e, Value k,
+                            ValueRange s) -> SmallVector<Value> {
+                          Value x = e.fsub(
+                              e.convert(e.load(m.keys, {head, p, k}), m.ct),
+                              e.convert(e.load(m.keys, {head, t, k}), m.ct));
+                          return {e.fadd(s[0], e.fmul(x, x))};
+                        })[0];
+                    e.store(dist, m.weight, {head, t});
+                    return {e.fadd(acc[0], dist)};
+                  })[0];
+              Value nF = e.siToF(n, m.ct);
+              Value two = e.flt(2.0, m.ct);
+              Value sigma2;
+              switch (m.sigma.getKind()) {
+              case SigmaKind::automatic:
+                sigma2 = e.fdiv(total, e.fsub(nF, e.flt(1.0, m.ct)));
+                break;
+              case SigmaKind::fixed: {
+                Value sv = e.flt(m.sigma.getValue().convertToDouble(), m.ct);
+                sigma2 = e.fmul(sv, sv);
+                break;
+              }
+              case SigmaKind::paper: {
+                Value s02 = e.fdiv(total, nF);
+                Value s0zero = e.fcmp(arith::CmpFPredicate::OEQ, s02, zero);
+                Value safe = e.select(s0zero, e.flt(1.0, m.ct), s02);
+                Value g0 = e.forLoop(
+                    a, b, ValueRange{zero},
+                    [&](Emitter &e, Value t,
+                        ValueRange acc) -> SmallVector<Value> {
+                      Value dist = e.load(m.weight, {head, t});
+                      Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, dist),
+                                             e.fmul(two, safe)));
+                      return {e.fadd(acc[0], g)};
+                    })[0];
+                Value sg = e.fdiv(g0, e.fmul(e.sqrt(two), nF));
+                // s0^2 == 0 means equal weights: force sigma^2 = 0.
+                sigma2 = e.select(s0zero, zero, e.fmul(sg, sg));
+                break;
+              }
+              }
+              Value equalW = e.fcmp(arith::CmpFPredicate::OEQ, sigma2, zero);
+              Value safe2 = e.select(equalW, e.flt(1.0, m.ct), sigma2);
+              Value gsum =
+                  e.forLoop(a, b, ValueRange{zero},
+                            [&](Emitter &e, Value t,
+                                ValueRange acc) -> SmallVector<Value> {
+                              Value dist = e.load(m.weight, {head, t});
+                              Value g =
+                                  e.exp(e.fdiv(arith::NegFOp::create(e.b, dist),
+                                               e.fmul(two, safe2)));
+                              g = e.select(equalW, e.flt(1.0, m.ct), g);
+                              e.store(g, m.weight, {head, t});
+                              return {e.fadd(acc[0], g)};
+                            })[0];
+              // Weighted sums. When storage is the compute type the output
+              // row is the accumulator (token-major, vectorizable over D);
+              // otherwise each element is reduced over the set in f32 and
+              // rounded once.
+              auto accumulate = [&](Emitter &e, Value src, Value width,
+                                    Value out, Type storage) {
+                if (storage == m.ct) {
+                  e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                    e.store(zero, out, {head, slot, k});
+                  });
+                  e.forLoop(a, b, [&](Emitter &e, Value t) {
+                    Value w = e.fdiv(e.load(m.weight, {head, t}), gsum);
+                    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                      Value x = e.load(src, {head, t, k});
+                      e.store(
+                          e.fadd(e.load(out, {head, slot, k}), e.fmul(w, x)),
+                          out, {head, slot, k});
+                    });
+                  });
+                  return;
+                }
+                Value inv = e.fdiv(e.flt(1.0, m.ct), gsum);
+                e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                  Value sum = e.forLoop(
+                      a, b, ValueRange{zero},
+                      [&](Emitter &e, Value t,
+                          ValueRange acc) -> SmallVector<Value> {
+                        Value w = e.load(m.weight, {head, t});
+                        Value x = e.convert(e.load(src, {head, t, k}), m.ct);
+                        return {e.fadd(acc[0], e.fmul(w, x))};
+                      })[0];
+                  e.store(e.convert(e.fmul(sum, inv), storage), out,
+                          {head, slot, k});
+                });
+              };
+              accumulate(e, m.keys, m.d, m.outK, m.kt);
+              accumulate(e, m.values, m.dv, m.outV, m.vt);
+            });
+      },
+      [&](Emitter &e) {
+        zeroRow(e, m.outK, m.d, m.kt);
+        zeroRow(e, m.outV, m.dv, m.vt);
+        e.store(e.i32(0), m.outP, {head, slot});
+        e.store(e.i32(0), m.outC, {head, slot});
+        e.store(e.flt(0.0, f32), m.outS, {head, slot});
+      });
+}
+
 void lowerMerge(MergeOp op, RewriterBase &rewriter) {
   Emitter e(rewriter, op.getLoc());
   Value keys = e.toBuffer(op.getKeys());
   Value values = e.toBuffer(op.getValues());
-  Value scores = e.toBuffer(op.getScores());
-  Value slots = e.toBuffer(op.getSlots());
-  Value lengths = e.toBuffer(op.getLengths());
-  Type kt = elementType(op.getKeys()), vt = elementType(op.getValues());
-  Type ct = computeType(kt.isF64() || vt.isF64() ? Float64Type::get(kt.getContext()) : kt);
-  Type f32 = e.b.getF32Type();
-  Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2),
-        dv = e.dim(values, 2);
-  Value capacity = e.idx(0);
-  {
-    auto rt = cast<RankedTensorType>(op.getKeysInit().getType());
-    capacity = rt.isDynamicDim(1)
-                   ? tensor::DimOp::create(e.b, op.getKeysInit(), 1).getResult()
-                   : e.idx(rt.getDimSize(1));
-  }
-  Value outK = e.allocLike(op.getMergedKeys().getType(), {h, capacity, d});
-  Value outV = e.allocLike(op.getMergedValues().getType(), {h, capacity, dv});
-  Value outP = e.allocLike(op.getPositions().getType(), {h, capacity});
-  Value outC = e.allocLike(op.getCounts().getType(), {h, capacity});
-  Value outS = e.allocLike(op.getMergedScores().getType(), {h, capacity});
-  // Member range [start, end) of every slot, and a per-token weight buffer.
-  Type index = e.b.getIndexType();
-  Value start = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
-                        {h, capacity});
-  Value end = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
-                      {h, capacity});
-  Value weight = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct,
-                         {h, l});
-
-  // Slot boundaries, one parallel pass over tokens (empty until found).
-  e.parallel({e.idx(0), e.idx(0)}, {h, capacity}, [&](Emitter &e, ValueRange ivs) {
-    e.store(e.idx(0), start, ivs);
-    e.store(e.idx(0), end, ivs);
+  auto rt = cast<RankedTensorType>(op.getKeysInit().getType());
+  Value capacity =
+      rt.isDynamicDim(1)
+          ? tensor::DimOp::create(e.b, op.getKeysInit(), 1).getResult()
+          : e.idx(rt.getDimSize(1));
+  MergeContext m = makeMergeContext(
+      e, keys, values, e.toBuffer(op.getScores()), elementType(op.getKeys()),
+      elementType(op.getValues()), llvm::to_vector(op->getResultTypes()),
+      capacity, op.getSigmaOrDefault());
+  m.slots = e.toBuffer(op.getSlots());
+  m.lengths = e.toBuffer(op.getLengths());
+  Value h = e.dim(keys, 0);
+  // Slot member ranges (empty until found), one parallel pass over tokens,
+  // then one parallel iteration per output slot.
+  e.parallel({e.idx(0), e.idx(0)}, {h, capacity},
+             [&](Emitter &e, ValueRange ivs) {
+               e.store(e.idx(0), m.start, ivs);
+               e.store(e.idx(0), m.end, ivs);
+             });
+  e.parallel({e.idx(0), e.idx(0)}, {h, m.l}, [&](Emitter &e, ValueRange ivs) {
+    emitSlotRange(e, m, ivs[0], ivs[1]);
   });
-  Value lastToken = e.sub(l, e.idx(1));
-  e.parallel({e.idx(0), e.idx(0)}, {h, l}, [&](Emitter &e, ValueRange ivs) {
-    Value head = ivs[0], t = ivs[1];
-    Value s = e.load(slots, {head, t});
-    Value valid = arith::AndIOp::create(
-        e.b, e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
-        e.cmp(arith::CmpIPredicate::slt, e.toIndex(s), capacity));
-    e.ifThen(valid, [&](Emitter &e) {
-      Value si = e.toIndex(s);
-      Value first = e.cmp(arith::CmpIPredicate::eq, t, e.idx(0));
-      Value prev = e.load(slots, {head, e.maxS(e.sub(t, e.idx(1)), e.idx(0))});
-      Value opens = arith::OrIOp::create(
-          e.b, first, e.cmp(arith::CmpIPredicate::ne, prev, s));
-      e.ifThen(opens, [&](Emitter &e) { e.store(t, start, {head, si}); });
-      Value last = e.cmp(arith::CmpIPredicate::eq, t, lastToken);
-      Value next = e.load(slots, {head, e.minS(e.add(t, e.idx(1)), lastToken)});
-      Value closes = arith::OrIOp::create(
-          e.b, last, e.cmp(arith::CmpIPredicate::ne, next, s));
-      e.ifThen(closes,
-               [&](Emitter &e) { e.store(e.add(t, e.idx(1)), end, {head, si}); });
-    });
-  });
-
-  SigmaAttr sigma = op.getSigmaOrDefault();
-  // One parallel iteration per output slot.
-  e.parallel({e.idx(0), e.idx(0)}, {h, capacity}, [&](Emitter &e, ValueRange ivs) {
-    Value head = ivs[0], slot = ivs[1];
-    Value len = e.toIndex(e.load(lengths, {head}));
-    Value used = e.cmp(arith::CmpIPredicate::slt, slot, len);
-    auto zeroRow = [&](Emitter &e, Value out, Value width, Type t) {
-      Value z = e.flt(0.0, t);
-      e.forLoop(e.idx(0), width,
-                [&](Emitter &e, Value k) { e.store(z, out, {head, slot, k}); });
-    };
-    e.ifThenElse(
-        used,
-        [&](Emitter &e) {
-          Value a = e.load(start, {head, slot});
-          Value b = e.load(end, {head, slot});
-          Value n = e.sub(b, a);
-          // Pivot: the largest score, ties to the newest; and the score sum.
-          Value ninf = e.flt(-std::numeric_limits<double>::infinity(), f32);
-          auto piv = e.forLoop(
-              a, b, ValueRange{a, ninf, e.flt(0.0, f32)},
-              [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
-                Value sc = e.load(scores, {head, t});
-                Value ge = e.fcmp(arith::CmpFPredicate::OGE, sc, acc[1]);
-                return {e.select(ge, t, acc[0]), e.select(ge, sc, acc[1]),
-                        arith::AddFOp::create(e.b, acc[2], sc).getResult()};
-              });
-          Value p = piv[0];
-          e.store(e.toI32(p), outP, {head, slot});
-          e.store(e.toI32(n), outC, {head, slot});
-          e.store(piv[2], outS, {head, slot});
-          Value single = e.cmp(arith::CmpIPredicate::eq, n, e.idx(1));
-          e.ifThenElse(
-              single,
-              [&](Emitter &e) {
-                e.forLoop(e.idx(0), d, [&](Emitter &e, Value k) {
-                  e.store(e.load(keys, {head, p, k}), outK, {head, slot, k});
-                });
-                e.forLoop(e.idx(0), dv, [&](Emitter &e, Value k) {
-                  e.store(e.load(values, {head, p, k}), outV, {head, slot, k});
-                });
-              },
-              [&](Emitter &e) {
-                Value zero = e.flt(0.0, ct);
-                // Squared distances to the pivot, kept per token.
-                Value total = e.forLoop(
-                    a, b, ValueRange{zero},
-                    [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
-                      Value dist = e.forLoop(
-                          e.idx(0), d, ValueRange{zero},
-                          [&](Emitter &e, Value k, ValueRange s) -> SmallVector<Value> {
-                            Value x = e.fsub(e.convert(e.load(keys, {head, p, k}), ct),
-                                             e.convert(e.load(keys, {head, t, k}), ct));
-                            return {e.fadd(s[0], e.fmul(x, x))};
-                          })[0];
-                      e.store(dist, weight, {head, t});
-                      return {e.fadd(acc[0], dist)};
-                    })[0];
-                Value nF = e.siToF(n, ct);
-                Value two = e.flt(2.0, ct);
-                Value sigma2;
-                switch (sigma.getKind()) {
-                case SigmaKind::automatic:
-                  sigma2 = e.fdiv(total, e.fsub(nF, e.flt(1.0, ct)));
-                  break;
-                case SigmaKind::fixed: {
-                  Value sv = e.flt(sigma.getValue().convertToDouble(), ct);
-                  sigma2 = e.fmul(sv, sv);
-                  break;
-                }
-                case SigmaKind::paper: {
-                  Value s02 = e.fdiv(total, nF);
-                  Value s0zero = e.fcmp(arith::CmpFPredicate::OEQ, s02, zero);
-                  Value safe = e.select(s0zero, e.flt(1.0, ct), s02);
-                  Value g0 = e.forLoop(
-                      a, b, ValueRange{zero},
-                      [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
-                        Value dist = e.load(weight, {head, t});
-                        Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, dist),
-                                               e.fmul(two, safe)));
-                        return {e.fadd(acc[0], g)};
-                      })[0];
-                  Value sg = e.fdiv(g0, e.fmul(e.sqrt(two), nF));
-                  // s0^2 == 0 means equal weights: force sigma^2 = 0.
-                  sigma2 = e.select(s0zero, zero, e.fmul(sg, sg));
-                  break;
-                }
-                }
-                Value equalW = e.fcmp(arith::CmpFPredicate::OEQ, sigma2, zero);
-                Value safe2 = e.select(equalW, e.flt(1.0, ct), sigma2);
-                Value gsum = e.forLoop(
-                    a, b, ValueRange{zero},
-                    [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
-                      Value dist = e.load(weight, {head, t});
-                      Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, dist),
-                                             e.fmul(two, safe2)));
-                      g = e.select(equalW, e.flt(1.0, ct), g);
-                      e.store(g, weight, {head, t});
-                      return {e.fadd(acc[0], g)};
-                    })[0];
-                // Weighted sums. When storage is the compute type the output
-                // row is the accumulator (token-major, vectorizable over D);
-                // otherwise each element is reduced over the set in f32 and
-                // rounded once.
-                auto accumulate = [&](Emitter &e, Value src, Value width,
-                                      Value out, Type storage) {
-                  if (storage == ct) {
-                    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
-                      e.store(zero, out, {head, slot, k});
-                    });
-                    e.forLoop(a, b, [&](Emitter &e, Value t) {
-                      Value w = e.fdiv(e.load(weight, {head, t}), gsum);
-                      e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
-                        Value x = e.load(src, {head, t, k});
-                        e.store(e.fadd(e.load(out, {head, slot, k}), e.fmul(w, x)),
-                                out, {head, slot, k});
-                      });
-                    });
-                    return;
-                  }
-                  Value inv = e.fdiv(e.flt(1.0, ct), gsum);
-                  e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
-                    Value sum = e.forLoop(
-                        a, b, ValueRange{zero},
-                        [&](Emitter &e, Value t, ValueRange acc) -> SmallVector<Value> {
-                          Value w = e.load(weight, {head, t});
-                          Value x = e.convert(e.load(src, {head, t, k}), ct);
-                          return {e.fadd(acc[0], e.fmul(w, x))};
-                        })[0];
-                    e.store(e.convert(e.fmul(sum, inv), storage), out,
-                            {head, slot, k});
-                  });
-                };
-                accumulate(e, keys, d, outK, kt);
-                accumulate(e, values, dv, outV, vt);
-              });
-        },
-        [&](Emitter &e) {
-          zeroRow(e, outK, d, kt);
-          zeroRow(e, outV, dv, vt);
-          e.store(e.i32(0), outP, {head, slot});
-          e.store(e.i32(0), outC, {head, slot});
-          e.store(e.flt(0.0, f32), outS, {head, slot});
-        });
-  });
-  rewriter.replaceOp(op, {e.toTensor(outK, op.getMergedKeys().getType()),
-                          e.toTensor(outV, op.getMergedValues().getType()),
-                          e.toTensor(outP, op.getPositions().getType()),
-                          e.toTensor(outC, op.getCounts().getType()),
-                          e.toTensor(outS, op.getMergedScores().getType())});
+  e.parallel(
+      {e.idx(0), e.idx(0)}, {h, capacity},
+      [&](Emitter &e, ValueRange ivs) { emitMergeSlot(e, m, ivs[0], ivs[1]); });
+  rewriter.replaceOp(op, {e.toTensor(m.outK, op.getMergedKeys().getType()),
+                          e.toTensor(m.outV, op.getMergedValues().getType()),
+                          e.toTensor(m.outP, op.getPositions().getType()),
+                          e.toTensor(m.outC, op.getCounts().getType()),
+                          e.toTensor(m.outS, op.getMergedScores().getType())});
 }
 
-Value scaleOr(Emitter &e, std::optional<llvm::APFloat> scale, Value d, Type ct) {
+/// The fused per-head region: one parallel iteration per KV head sweeps its
+/// keys in token order for the adjacent similarities, selects the merge
+/// sets, and merges slot after slot in token order; every K/V row of the
+/// head is streamed from memory in order (a set's rows are revisited while
+/// they are in cache).
+void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value keys = e.toBuffer(op.getKeys());
+  Value values = e.toBuffer(op.getValues());
+  Type kt = elementType(op.getKeys());
+  auto rt = cast<RankedTensorType>(op.getKeysInit().getType());
+  Value capacity =
+      rt.isDynamicDim(1)
+          ? tensor::DimOp::create(e.b, op.getKeysInit(), 1).getResult()
+          : e.idx(rt.getDimSize(1));
+  MergeContext m =
+      makeMergeContext(e, keys, values, e.toBuffer(op.getScores()), kt,
+                       elementType(op.getValues()),
+                       llvm::to_vector(TypeRange(op->getResultTypes()).take_front(5)),
+                       capacity, op.getSigmaOrDefault());
+  Value h = e.dim(keys, 0);
+  Value links = e.maxS(e.sub(m.l, e.idx(1)), e.idx(0));
+  Value sim = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                      e.b.getF32Type(), {h, links});
+  m.slots = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                    e.b.getI32Type(), {h, m.l});
+  m.lengths = e.allocLike(op.getLengths().getType(), {h});
+  Value scratch = allocScanScratch(e, h, m.l);
+  MergeSetsParams p{
+      static_cast<int64_t>(op.getSink()), static_cast<int64_t>(op.getRecent()),
+      static_cast<int64_t>(op.getMiddle()),
+      op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
+  Type simType = computeType(kt);
+  e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
+    Value head = ivs[0];
+    e.forLoop(e.idx(0), links, [&](Emitter &e, Value t) {
+      e.store(emitLinkSimilarity(e, keys, simType, m.d, head, t), sim,
+              {head, t});
+    });
+    emitMergeSetsHead(e, head, m.l, sim, m.slots, m.lengths, scratch, p);
+    e.forLoop(e.idx(0), capacity, [&](Emitter &e, Value s) {
+      e.store(e.idx(0), m.start, {head, s});
+      e.store(e.idx(0), m.end, {head, s});
+    });
+    e.forLoop(e.idx(0), m.l,
+              [&](Emitter &e, Value t) { emitSlotRange(e, m, head, t); });
+    e.forLoop(e.idx(0), capacity,
+              [&](Emitter &e, Value s) { emitMergeSlot(e, m, head, s); });
+  });
+  rewriter.replaceOp(op, {e.toTensor(m.outK, op.getMergedKeys().getType()),
+                          e.toTensor(m.outV, op.getMergedValues().getType()),
+                          e.toTensor(m.outP, op.getPositions().getType()),
+                          e.toTensor(m.outC, op.getCounts().getType()),
+                          e.toTensor(m.outS, op.getMergedScores().getType()),
+                          e.toTensor(m.lengths, op.getLengths().getType())});
+}
+
+Value scaleOr(Emitter &e, std::optional<llvm::APFloat> scale, Value d,
+              Type ct) {
   if (scale)
     return e.flt(scale->convertToDouble(), ct);
   return e.fdiv(e.flt(1.0, ct), e.sqrt(e.siToF(d, ct)));
@@ -798,8 +934,10 @@ void lowerAccumulatedScores(AccumulatedScoresOp op, RewriterBase &rewriter) {
   Value hq = e.dim(q, 0), l = e.dim(q, 1), d = e.dim(q, 2), hkv = e.dim(k, 0);
   Value group = e.divu(hq, hkv);
   Value out = e.allocLike(op.getResult().getType(), {hkv, l});
-  Value row = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hkv, l});
-  Value acc = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hkv, l});
+  Value row =
+      e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hkv, l});
+  Value acc =
+      e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hkv, l});
   Value scale = scaleOr(e, op.getScale(), d, ct);
   Value first = e.idx(0);
   if (std::optional<uint64_t> w = op.getWindow())
@@ -875,8 +1013,8 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   // accumulated scores are asked for.
   Value stats;
   if (op.getScoresInit())
-    stats = e.alloc({2, ShapedType::kDynamic, ShapedType::kDynamic}, ct,
-                    {hq, lq});
+    stats =
+        e.alloc({2, ShapedType::kDynamic, ShapedType::kDynamic}, ct, {hq, lq});
   // Number of slots query i of KV head h sees.
   auto visible = [&](Emitter &e, Value h, Value i) {
     Value n = s;
@@ -887,13 +1025,13 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     return n;
   };
   auto logitOf = [&](Emitter &e, Value j, Value i, Value h, Value t) {
-    Value dot = e.forLoop(
-        e.idx(0), d, ValueRange{e.flt(0.0, ct)},
-        [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
-          Value x = e.convert(e.load(q, {j, i, c}), ct);
-          Value y = e.convert(e.load(k, {h, t, c}), ct);
-          return {e.fadd(a[0], e.fmul(x, y))};
-        })[0];
+    Value dot =
+        e.forLoop(e.idx(0), d, ValueRange{e.flt(0.0, ct)},
+                  [&](Emitter &e, Value c, ValueRange a) -> SmallVector<Value> {
+                    Value x = e.convert(e.load(q, {j, i, c}), ct);
+                    Value y = e.convert(e.load(k, {h, t, c}), ct);
+                    return {e.fadd(a[0], e.fmul(x, y))};
+                  })[0];
     Value logit = e.fmul(dot, scale);
     if (countBias) {
       Value cnt = e.load(counts, {h, t});
@@ -906,8 +1044,9 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     Value h = e.divu(j, group);
     Value n = visible(e, h, i);
     Value zero = e.flt(0.0, ct);
-    e.forLoop(e.idx(0), dv,
-              [&](Emitter &e, Value c) { e.store(zero, acc, {j, i, c}); });
+    e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+      e.store(zero, acc, {j, i, c});
+    });
     Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
     // Online softmax: running max and normalizer, rescaled accumulator.
     auto mz = e.forLoop(
@@ -950,8 +1089,10 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
           Value sum = e.forLoop(
               e.idx(0), lq, ValueRange{acc[0]},
               [&](Emitter &e, Value i, ValueRange a) -> SmallVector<Value> {
-                Value seen = e.cmp(arith::CmpIPredicate::slt, t, visible(e, h, i));
-                auto r = e.ifElse(seen,
+                Value seen =
+                    e.cmp(arith::CmpIPredicate::slt, t, visible(e, h, i));
+                auto r = e.ifElse(
+                    seen,
                     [&](Emitter &e) -> SmallVector<Value> {
                       Value p = e.exp(e.fsub(logitOf(e, j, i, h, t),
                                              e.load(stats, {e.idx(0), j, i})));
@@ -990,6 +1131,7 @@ struct ConvertKVCacheToLoopsPass
           .Case([&](MergeSetsOp o) { lowerMergeSets(o, rewriter); })
           .Case([&](SelectSetsOp o) { lowerSelectSets(o, rewriter); })
           .Case([&](MergeOp o) { lowerMerge(o, rewriter); })
+          .Case([&](FusedMergeOp o) { lowerFusedMerge(o, rewriter); })
           .Case([&](AccumulatedScoresOp o) {
             lowerAccumulatedScores(o, rewriter);
           })

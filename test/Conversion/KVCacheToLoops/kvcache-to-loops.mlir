@@ -131,3 +131,32 @@ func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) ->
   %a = kvcache.accumulated_scores %q, %k window(4) : tensor<4x16x8xf32>, tensor<2x16x8xf32> -> tensor<2x16xf32>
   return %a : tensor<2x16xf32>
 }
+
+// -----
+
+// The fused merge is one parallel region per KV head; inside it, the keys
+// are swept in token order for the similarities, then the slot map is
+// built, then slots are merged one after another. Nothing else iterates
+// over heads.
+// CHECK-LABEL: func @fused_merge
+// CHECK-SAME: (%[[K:[a-z0-9]+]]: tensor<2x16x8xf32>, %[[V:[a-z0-9]+]]: tensor<2x16x8xf32>
+// CHECK: scf.parallel (%[[H:.*]]) = (%{{.*}}) to (%{{.*}}) step
+// CHECK:   scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:     tensor.extract %[[K]][%[[H]], %[[T]], %{{.*}}]
+// CHECK:     math.sqrt
+// CHECK:   scf.for {{.*}} to %{{.*}} step {{.*}} iter_args
+// CHECK:   scf.for %[[S:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:     tensor.extract %[[V]]
+// CHECK:   scf.reduce
+// CHECK-NOT: scf.parallel
+// CHECK: return
+func.func @fused_merge(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) -> (tensor<2x8x8xf32>, tensor<2xi32>) {
+  %k0 = tensor.empty() : tensor<2x8x8xf32>
+  %p0 = tensor.empty() : tensor<2x8xi32>
+  %s0 = tensor.empty() : tensor<2x8xf32>
+  %l0 = tensor.empty() : tensor<2xi32>
+  %r:6 = kvcache.fused_merge ins(%k, %v, %a : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32>)
+      outs(%k0, %k0, %p0, %p0, %s0, %l0 : tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>)
+      sink(2) recent(2) middle(4) mode(budget)
+  return %r#0, %r#5 : tensor<2x8x8xf32>, tensor<2xi32>
+}

@@ -78,3 +78,26 @@ func.func @dead(%k: tensor<2x16x4xf32>, %v: tensor<2x16x4xf32>, %a: tensor<2x16x
       -> tensor<2x8x4xf32>, tensor<2x8x4xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
   return
 }
+
+// -----
+
+// `full` on a dynamic cache: the cache itself, positions 0..L-1, counts 1,
+// lengths L (read at run time).
+// CHECK-LABEL: func @full_dynamic
+// CHECK-SAME: (%[[K:.*]]: tensor<2x?x4xf16>, %[[V:.*]]: tensor<2x?x4xf16>, %[[A:.*]]: tensor<2x?xf32>)
+// CHECK-NOT: kvcache.compress
+// CHECK-DAG: %[[L:.*]] = tensor.dim %[[K]], %{{.*}} : tensor<2x?x4xf16>
+// CHECK-DAG: %[[LI:.*]] = arith.index_cast %[[L]] : index to i32
+// CHECK: %[[POS:.*]] = tensor.generate %[[L]]
+// CHECK: %[[CNT:.*]] = tensor.generate %[[L]]
+// CHECK: %[[LEN:.*]] = tensor.generate
+// CHECK-NEXT: ^bb0
+// CHECK-NEXT: tensor.yield %[[LI]] : i32
+// CHECK: return %[[K]], %[[V]], %[[POS]], %[[CNT]], %[[A]], %[[LEN]]
+func.func @full_dynamic(%k: tensor<2x?x4xf16>, %v: tensor<2x?x4xf16>, %a: tensor<2x?xf32>)
+    -> (tensor<2x?x4xf16>, tensor<2x?x4xf16>, tensor<2x?xi32>, tensor<2x?xi32>, tensor<2x?xf32>, tensor<2xi32>) {
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<full>}
+      : tensor<2x?x4xf16>, tensor<2x?x4xf16>, tensor<2x?xf32>
+      -> tensor<2x?x4xf16>, tensor<2x?x4xf16>, tensor<2x?xi32>, tensor<2x?xi32>, tensor<2x?xf32>, tensor<2xi32>
+  return %0#0, %0#1, %0#2, %0#3, %0#4, %0#5 : tensor<2x?x4xf16>, tensor<2x?x4xf16>, tensor<2x?xi32>, tensor<2x?xi32>, tensor<2x?xf32>, tensor<2xi32>
+}

@@ -1,5 +1,10 @@
-// Compiled kvcache.compress on a cache small enough to work out by hand.
+// Compiled kvcache.compress on a cache small enough to work out by hand,
+// through the fused per-head region (default) and the unfused ops.
 // RUN: kvmerge-opt %s --kvmerge-lower-to-llvm="emit-c-interface=false" \
+// RUN: | %mlir_runner -e main -entry-point-result=void -O3 \
+// RUN:     -shared-libs=%c_runner_utils_lib,%runner_utils_lib \
+// RUN: | FileCheck %s
+// RUN: kvmerge-opt %s --kvmerge-lower-to-llvm="emit-c-interface=false fuse-merge=false" \
 // RUN: | %mlir_runner -e main -entry-point-result=void -O3 \
 // RUN:     -shared-libs=%c_runner_utils_lib,%runner_utils_lib \
 // RUN: | FileCheck %s

@@ -277,6 +277,35 @@ LogicalResult MergeOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// FusedMergeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult FusedMergeOp::verify() {
+  ShapeChecker c{*this};
+  FailureOr<std::pair<int64_t, int64_t>> hl =
+      verifyCache(c, getKeys(), getValues(), getScores());
+  if (failed(hl))
+    return failure();
+  auto [h, l] = *hl;
+  if (getMiddle() < 1)
+    return emitOpError() << "'middle' must be at least 1 slot, got "
+                         << getMiddle();
+  if (failed(verifyEps(*this, getEps().convertToDouble())) ||
+      failed(c.check(getLengthsInit().getType(), "lengths", "[Hkv]", {h})))
+    return failure();
+  if (!ShapedType::isDynamic(l) &&
+      static_cast<int64_t>(getSink() + getRecent()) > l)
+    return emitOpError() << "sink (" << getSink() << ") + recent ("
+                         << getRecent() << ") exceed the " << l
+                         << " tokens of the cache";
+  return verifyCompressed(c, getKeys(), getValues(), getKeysInit().getType(),
+                          getValuesInit().getType(),
+                          getPositionsInit().getType(),
+                          getCountsInit().getType(), getScoresInit().getType(),
+                          h);
+}
+
+//===----------------------------------------------------------------------===//
 // AccumulatedScoresOp
 //===----------------------------------------------------------------------===//
 
@@ -376,6 +405,74 @@ LogicalResult CompressOp::verify() {
 namespace {
 /// `compress` of a cache that already fits its budget (every `full` policy,
 /// or a static `L <= B`) is the identity, zero-padded to the capacity.
+/// `compress` with policy `full` on a cache of dynamic length: the cache
+/// itself (cast to the result types), every slot its own token.
+struct FoldFullCompress : OpRewritePattern<CompressOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(CompressOp op,
+                                PatternRewriter &rewriter) const override {
+    if (op.getPolicy().getKind() != PolicyKind::full)
+      return rewriter.notifyMatchFailure(op, "not the full policy");
+    auto keysType = cast<RankedTensorType>(op.getKeys().getType());
+    if (keysType.hasStaticShape())
+      return rewriter.notifyMatchFailure(op, "static: FoldCompressWithinBudget");
+    Location loc = op.getLoc();
+    auto castTo = [&](Value v, Type t) -> Value {
+      return v.getType() == t ? v
+                              : tensor::CastOp::create(rewriter, loc, t, v)
+                                    .getResult();
+    };
+    // Dynamic sizes of a [H, L] result from the keys (each dim read once).
+    SmallVector<Value, 2> keyDims(2);
+    auto keyDim = [&](int64_t i) {
+      if (!keyDims[i])
+        keyDims[i] = tensor::DimOp::create(rewriter, loc, op.getKeys(), i);
+      return keyDims[i];
+    };
+    auto sizesOf = [&](Type t) {
+      SmallVector<Value> dyn;
+      auto rt = cast<RankedTensorType>(t);
+      for (int64_t i = 0; i < rt.getRank(); ++i)
+        if (rt.isDynamicDim(i))
+          dyn.push_back(keyDim(i));
+      return dyn;
+    };
+    Value length = arith::IndexCastOp::create(rewriter, loc,
+                                              rewriter.getI32Type(), keyDim(1));
+    auto generate = [&](Type t, function_ref<Value(OpBuilder &, Location,
+                                                   ValueRange)> value) {
+      return tensor::GenerateOp::create(
+                 rewriter, loc, t, sizesOf(t),
+                 [&](OpBuilder &b, Location l, ValueRange ivs) {
+                   tensor::YieldOp::create(b, l, value(b, l, ivs));
+                 })
+          .getResult();
+    };
+    Value positions = generate(
+        op.getPositions().getType(), [](OpBuilder &b, Location l, ValueRange ivs) {
+          return arith::IndexCastOp::create(b, l, b.getI32Type(), ivs[1])
+              .getResult();
+        });
+    Value counts = generate(op.getCounts().getType(),
+                            [](OpBuilder &b, Location l, ValueRange) {
+                              return arith::ConstantIntOp::create(b, l, 1, 32)
+                                  .getResult();
+                            });
+    Value lengths = generate(op.getLengths().getType(),
+                             [&](OpBuilder &, Location, ValueRange) {
+                               return length;
+                             });
+    rewriter.replaceOp(
+        op, {castTo(op.getKeys(), op.getCompressedKeys().getType()),
+             castTo(op.getValues(), op.getCompressedValues().getType()),
+             positions, counts,
+             castTo(op.getScores(), op.getCompressedScores().getType()),
+             lengths});
+    return success();
+  }
+};
+
 struct FoldCompressWithinBudget : OpRewritePattern<CompressOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -445,7 +542,7 @@ struct FoldCompressWithinBudget : OpRewritePattern<CompressOp> {
 
 void CompressOp::getCanonicalizationPatterns(RewritePatternSet &results,
                                              MLIRContext *context) {
-  results.add<FoldCompressWithinBudget>(context);
+  results.add<FoldCompressWithinBudget, FoldFullCompress>(context);
 }
 
 //===----------------------------------------------------------------------===//

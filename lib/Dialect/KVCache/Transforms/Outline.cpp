@@ -26,7 +26,8 @@ namespace {
 std::string signatureOf(Operation *op) {
   std::string s;
   llvm::raw_string_ostream os(s);
-  os << op->getName() << op->getRawDictionaryAttrs() << op->getPropertiesAsAttribute();
+  os << op->getName() << op->getRawDictionaryAttrs()
+     << op->getPropertiesAsAttribute();
   for (Type t : op->getOperandTypes())
     os << t;
   os << "->";
@@ -35,15 +36,21 @@ std::string signatureOf(Operation *op) {
   return s;
 }
 
-struct OutlinePass
-    : kvmerge::kvcache::impl::KVCacheOutlineBase<OutlinePass> {
+struct OutlinePass : kvmerge::kvcache::impl::KVCacheOutlineBase<OutlinePass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<CompressOp, AttentionOp>(op) &&
-          !op->getParentOfType<func::FuncOp>().getSymName().starts_with(
-              "__kvmerge_"))
+      if (!isa<CompressOp, AttentionOp>(op))
+        return;
+      auto parent = op->getParentOfType<func::FuncOp>();
+      if (!parent || parent.getSymName().starts_with("__kvmerge_"))
+        return;
+      // Dynamically shaped results stay inline: a private function
+      // returning them could not take caller-allocated outputs.
+      if (llvm::all_of(op->getResultTypes(), [](Type t) {
+            return cast<ShapedType>(t).hasStaticShape();
+          }))
         ops.push_back(op);
     });
     llvm::StringMap<func::FuncOp> outlined;
@@ -70,8 +77,8 @@ struct OutlinePass
         func::ReturnOp::create(b, op->getLoc(), clone->getResults());
       }
       b.setInsertionPoint(op);
-      auto call = func::CallOp::create(b, op->getLoc(), callee,
-                                       op->getOperands());
+      auto call =
+          func::CallOp::create(b, op->getLoc(), callee, op->getOperands());
       op->replaceAllUsesWith(call.getResults());
       op->erase();
     }

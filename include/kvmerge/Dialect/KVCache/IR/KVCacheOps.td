@@ -185,6 +185,78 @@ def KVCache_MergeOp : KVCache_Op<"merge", [
 }
 
 //===----------------------------------------------------------------------===//
+// fused_merge
+//===----------------------------------------------------------------------===//
+
+def KVCache_FusedMergeOp : KVCache_Op<"fused_merge", [
+    Pure, DestinationStyleOpInterface,
+    AllTypesMatch<["keys_init", "merged_keys"]>,
+    AllTypesMatch<["values_init", "merged_values"]>,
+    AllTypesMatch<["positions_init", "positions"]>,
+    AllTypesMatch<["counts_init", "counts"]>,
+    AllTypesMatch<["scores_init", "merged_scores"]>,
+    AllTypesMatch<["lengths_init", "lengths"]>]> {
+  let summary = "similarity + merge sets + merge of each KV head in one region";
+  let description = [{
+    `kvcache.similarity`, `kvcache.merge_sets` and `kvcache.merge` of the
+    same keys as one op (made by `kvmerge-fuse-merge`): its lowering is one
+    region per KV head that sweeps the head's keys once for the adjacent
+    similarities, selects the cuts, and then merges slot after slot in token
+    order, so every key and value row of the head is streamed from memory
+    in order (the rows of one merging set are revisited while still in
+    cache). Attributes as in `kvcache.merge_sets` and `kvcache.merge`.
+
+    ```mlir
+    %k, %v, %p, %c, %s, %len = kvcache.fused_merge
+        ins(%keys, %values, %scores : tensor<3x128x64xf16>,
+            tensor<3x128x64xf16>, tensor<3x128xf32>)
+        outs(%k0, %v0, %p0, %c0, %s0, %l0 : tensor<3x64x64xf16>,
+             tensor<3x64x64xf16>, tensor<3x64xi32>, tensor<3x64xi32>,
+             tensor<3x64xf32>, tensor<3xi32>)
+        sink(4) recent(16) middle(44) mode(budget)
+    ```
+  }];
+  let arguments = (ins
+    KVCache_FloatTensor:$keys, KVCache_FloatTensor:$values,
+    KVCache_F32Tensor:$scores,
+    KVCache_FloatTensor:$keys_init, KVCache_FloatTensor:$values_init,
+    KVCache_I32Tensor:$positions_init, KVCache_I32Tensor:$counts_init,
+    KVCache_F32Tensor:$scores_init, KVCache_I32Tensor:$lengths_init,
+    ConfinedAttr<I64Attr, [IntNonNegative]>:$sink,
+    ConfinedAttr<I64Attr, [IntNonNegative]>:$recent,
+    I64Attr:$middle,
+    KVCache_MergeModeAttr:$mode,
+    DefaultValuedAttr<F64Attr, "0.75">:$eps,
+    OptionalAttr<KVCache_SigmaAttr>:$sigma);
+  let results = (outs
+    KVCache_FloatTensor:$merged_keys, KVCache_FloatTensor:$merged_values,
+    KVCache_I32Tensor:$positions, KVCache_I32Tensor:$counts,
+    KVCache_F32Tensor:$merged_scores, KVCache_I32Tensor:$lengths);
+  let assemblyFormat = [{
+    `ins` `(` $keys `,` $values `,` $scores `:` type($keys) `,` type($values)
+      `,` type($scores) `)`
+    `outs` `(` $keys_init `,` $values_init `,` $positions_init `,`
+      $counts_init `,` $scores_init `,` $lengths_init `:` type($keys_init) `,`
+      type($values_init) `,` type($positions_init) `,` type($counts_init)
+      `,` type($scores_init) `,` type($lengths_init) `)`
+    `sink` `(` $sink `)` `recent` `(` $recent `)`
+    `middle` `(` $middle `)` `mode` `(` custom<MergeMode>($mode) `)`
+    (`eps` `(` $eps^ `)`)? attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::MutableOperandRange getDpsInitsMutable() {
+      return ::mlir::MutableOperandRange(getOperation(), 3, 6);
+    }
+    SigmaAttr getSigmaOrDefault() {
+      if (SigmaAttr sigma = getSigmaAttr())
+        return sigma;
+      return SigmaAttr::get(getContext(), SigmaKind::automatic);
+    }
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // accumulated_scores
 //===----------------------------------------------------------------------===//
 

@@ -116,9 +116,21 @@ def KVCacheOutline : Pass<"kvmerge-outline", "::mlir::ModuleOp"> {
     to their operands (same attributes, operand and result types) share one
     function. A model with 32 identical layers then lowers its compression
     and attention kernels once instead of 32 times (like IREE's dispatch
-    deduplication); `--kvmerge-lower-to-llvm` runs it first.
+    deduplication); `--kvmerge-lower-to-llvm` runs it first. Ops with
+    dynamically shaped results stay inline.
   }];
   let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
+def KVCacheFuseMerge : Pass<"kvmerge-fuse-merge"> {
+  let summary = "Fuse similarity, merge-set identification and merge per KV head";
+  let description = [{
+    Rewrites `kvcache.merge(slots = kvcache.merge_sets(kvcache.similarity(K)))`
+    over the same keys into one `kvcache.fused_merge`, whose lowering is one
+    region per KV head streaming that head's keys and values in order.
+    `--kvmerge-lower-to-llvm` runs it unless `fuse-merge=false`, which keeps
+    the unfused ops as the reference path.
+  }];
 }
 
 #endif // KVMERGE_DIALECT_KVCACHE_TRANSFORMS_PASSES_TD

@@ -1,0 +1,230 @@
+//===- GPUPipelines.cpp - --kvmerge-lower-to-nvvm -------------------------===//
+//
+// The NVIDIA GPU pipeline (docs/gpu.md): the CPU pipeline's tensor-level and
+// bufferization steps with the kvcache ops mapped to gpu.launch kernels,
+// then device staging, outlining, NVVM and gpu-module-to-binary (PTX by
+// default), then the host to LLVM with gpu-to-llvm (mgpu* runtime calls,
+// provided at run time by kvmerge's dlopen-based CUDA runtime).
+//
+//===----------------------------------------------------------------------===//
+
+#include "kvmerge/Pipelines/Pipelines.h"
+
+#include "kvmerge/Conversion/Passes.h"
+#include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/CompilationInterfaces.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdlib>
+
+using namespace mlir;
+
+namespace {
+/// Writes every object of every gpu.binary to `dir`:
+/// `<binary>.<chip>.ptx` (assembly), `.cubin` (binary), `.fatbin`, `.o`.
+struct DumpGPUBinariesPass
+    : public PassWrapper<DumpGPUBinariesPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(DumpGPUBinariesPass)
+  DumpGPUBinariesPass() = default;
+  DumpGPUBinariesPass(const DumpGPUBinariesPass &other)
+      : PassWrapper(other) {}
+  explicit DumpGPUBinariesPass(std::string d) { dir = std::move(d); }
+  StringRef getArgument() const final { return "kvmerge-dump-gpu-binaries"; }
+  StringRef getDescription() const final {
+    return "Write the objects of every gpu.binary (e.g. PTX) to files";
+  }
+  Option<std::string> dir{*this, "dir",
+                          llvm::cl::desc("Output directory (created)"),
+                          llvm::cl::init(".")};
+
+  void runOnOperation() override {
+    if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
+      getOperation().emitError() << "cannot create '" << dir
+                                 << "': " << ec.message();
+      return signalPassFailure();
+    }
+    WalkResult result = getOperation().walk([&](gpu::BinaryOp binary) {
+      for (Attribute attr : binary.getObjects()) {
+        auto object = dyn_cast<gpu::ObjectAttr>(attr);
+        if (!object)
+          continue;
+        std::string chip = "target";
+        if (auto nvvm = dyn_cast<NVVM::NVVMTargetAttr>(object.getTarget()))
+          chip = nvvm.getChip().str();
+        StringRef ext = ".o";
+        switch (object.getFormat()) {
+        case gpu::CompilationTarget::Assembly:
+          ext = ".ptx";
+          break;
+        case gpu::CompilationTarget::Binary:
+          ext = ".cubin";
+          break;
+        case gpu::CompilationTarget::Fatbin:
+          ext = ".fatbin";
+          break;
+        default:
+          break;
+        }
+        SmallString<256> path(dir.getValue());
+        llvm::sys::path::append(path,
+                                binary.getSymName() + "." + chip + ext);
+        std::error_code ec;
+        llvm::raw_fd_ostream os(path, ec);
+        if (ec) {
+          binary.emitError() << "cannot write '" << path
+                             << "': " << ec.message();
+          return WalkResult::interrupt();
+        }
+        os << object.getObject().getValue();
+      }
+      return WalkResult::advance();
+    });
+    if (result.wasInterrupted())
+      signalPassFailure();
+  }
+};
+/// ptxas sizes registers for the occupancy that `.maxntid` allows (with
+/// 128 threads it capped a merge kernel at 40 registers and spilled).
+/// `nvvm.minctasm = 1024 / threads` asks for 1024 resident threads per SM
+/// instead, i.e. up to 64 registers per thread.
+struct OccupancyHintsPass
+    : public PassWrapper<OccupancyHintsPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(OccupancyHintsPass)
+  StringRef getArgument() const final { return "kvmerge-gpu-occupancy-hints"; }
+  StringRef getDescription() const final {
+    return "Set nvvm.minctasm on kernels with a known block size";
+  }
+  void runOnOperation() override {
+    getOperation().walk([&](gpu::GPUFuncOp func) {
+      std::optional<ArrayRef<int32_t>> block = func.getKnownBlockSize();
+      if (!func.isKernel() || !block || func->hasAttr("nvvm.minctasm"))
+        return;
+      int64_t threads = 1;
+      for (int32_t size : *block)
+        threads *= size;
+      int64_t ctas = std::max<int64_t>(1, 1024 / std::max<int64_t>(threads, 1));
+      func->setAttr("nvvm.minctasm",
+                    IntegerAttr::get(IntegerType::get(&getContext(), 32), ctas));
+    });
+  }
+};
+} // namespace
+
+std::unique_ptr<Pass> kvmerge::createDumpGPUBinariesPass(std::string dir) {
+  return std::make_unique<DumpGPUBinariesPass>(std::move(dir));
+}
+
+/// The CUDA toolkit to take libdevice from: the option, else the first of
+/// $CUDA_HOME, $CUDA_PATH, /usr/local/cuda, /usr/lib/cuda that has
+/// nvvm/libdevice/libdevice.10.bc; "" (MLIR's default) if none has.
+static std::string findCudaToolkit(StringRef option) {
+  if (!option.empty())
+    return option.str();
+  SmallVector<std::string> candidates;
+  for (const char *var : {"CUDA_HOME", "CUDA_PATH"})
+    if (const char *value = std::getenv(var); value && *value)
+      candidates.push_back(value);
+  candidates.push_back("/usr/local/cuda");
+  candidates.push_back("/usr/lib/cuda");
+  for (const std::string &dir : candidates) {
+    SmallString<256> path(dir);
+    llvm::sys::path::append(path, "nvvm", "libdevice", "libdevice.10.bc");
+    if (llvm::sys::fs::exists(path))
+      return dir;
+  }
+  return "";
+}
+
+void kvmerge::buildLowerToNVVMPipeline(OpPassManager &pm,
+                                       const LowerToNVVMOptions &options) {
+  // Tensor level, as on the CPU; kvcache ops become kernels, the rest loops.
+  pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
+  pm.addPass(createDecomposeAggregatesPass());
+  pm.addPass(kvcache::createKVCacheDecomposeCompress());
+  pm.addPass(createConvertKVCacheToGPU());
+  pm.addPass(createConvertKVCacheToLoops());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+
+  // Bufferize exactly like the CPU pipeline (out-params, deallocation).
+  bufferization::OneShotBufferizePassOptions bufferizeOptions;
+  bufferizeOptions.bufferizeFunctionBoundaries = true;
+  bufferizeOptions.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferizeOptions));
+  bufferization::BufferResultsToOutParamsPassOptions outParams;
+  outParams.hoistStaticAllocs = true;
+  outParams.modifyPublicFunctions = true;
+  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  // Kernels out of the host functions; launches look like calls to the
+  // buffer deallocation (which rejects gpu ops: unknown memory effects).
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(std::make_unique<OccupancyHintsPass>());
+  pm.addPass(createKVMergeGPUHideLaunches());
+  bufferization::buildBufferDeallocationPipeline(pm);
+  pm.addPass(createCanonicalizerPass());
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  pm.addPass(createKVMergeGPURestoreLaunches());
+
+  // Device buffers for the kernels, async tokens for gpu-to-llvm.
+  pm.addPass(createKVMergeGPUStageBuffers());
+  pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+  if (options.emitCInterface)
+    pm.addPass(createEmitCInterfacePass());
+
+  // As upstream's gpu-lower-to-nvvm-pipeline.
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = options.features;
+  target.optLevel = options.optLevel;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());
+  pm.addNestedPass<gpu::GPUModuleOp>(createCanonicalizerPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createCSEPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createReconcileUnrealizedCastsPass());
+  pm.addPass(createGpuToLLVMConversionPass());
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = options.format;
+  binary.toolkitPath = findCudaToolkit(options.cudaPath);
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  if (!options.dumpPTX.empty())
+    pm.addPass(createDumpGPUBinariesPass(options.dumpPTX));
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void kvmerge::registerGPUPipelines() {
+  PassPipelineRegistration<LowerToNVVMOptions>(
+      "kvmerge-lower-to-nvvm",
+      "Lower kvcache and upstream tensor IR to host LLVM with NVIDIA GPU "
+      "kernels embedded as gpu.binary (PTX by default; see docs/gpu.md)",
+      buildLowerToNVVMPipeline);
+  PassRegistration<DumpGPUBinariesPass>();
+  PassRegistration<OccupancyHintsPass>();
+}
