@@ -15,6 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/lib.sh
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
@@ -31,16 +32,9 @@ fi
 
 if [[ ! -f $BUILD/build.ninja ]]; then
   log "configuring $BUILD"
-  cmake -G Ninja -S . -B "$BUILD" \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
-    -DLLVM_USE_LINKER=lld-22 \
-    -DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir \
-    -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit \
-    -DMLIR_LINK_MLIR_DYLIB=ON \
+  kvmerge_configure "$BUILD" \
     -DKVMERGE_SANITIZE=address,undefined,fuzzer-no-link \
-    -DKVMERGE_FUZZ=ON \
-    -DPython3_EXECUTABLE="$ROOT/.venv/bin/python" >/dev/null || exit 1
+    -DKVMERGE_FUZZ=ON || exit 1
 fi
 log "building ${TARGETS[*]}"
 nice -n 10 ninja -C "$BUILD" -j"${KVMERGE_JOBS:-2}" "${TARGETS[@]}" | tail -1

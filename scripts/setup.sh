@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/lib.sh
 
 APT_PACKAGES=(llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22
               ninja-build cmake python3-venv python3-dev)
@@ -45,14 +46,7 @@ fi
 
 if [[ ! -f build/build.ninja ]]; then
   log "configuring (CMake + Ninja, clang-22, lld, libMLIR.so)"
-  cmake -G Ninja -S . -B build \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
-    -DLLVM_USE_LINKER=lld-22 \
-    -DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir \
-    -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit \
-    -DMLIR_LINK_MLIR_DYLIB=ON \
-    -DPython3_EXECUTABLE="$ROOT/.venv/bin/python" >/dev/null
+  kvmerge_configure build
 fi
 log "building"
 start=$(date +%s)

@@ -16,6 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/lib.sh
 BUILD=${KVMERGE_ASAN_BUILD_DIR:-build-asan}
 SAN=${KVMERGE_SANITIZE:-address,undefined}
 
@@ -25,16 +26,7 @@ log() { printf '\033[1m[asan]\033[0m %s\n' "$*"; }
 
 if [[ ! -f $BUILD/build.ninja ]]; then
   log "configuring $BUILD (KVMERGE_SANITIZE=$SAN)"
-  # Same flags as scripts/setup.sh, plus the sanitizer option.
-  cmake -G Ninja -S . -B "$BUILD" \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
-    -DLLVM_USE_LINKER=lld-22 \
-    -DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir \
-    -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit \
-    -DMLIR_LINK_MLIR_DYLIB=ON \
-    -DKVMERGE_SANITIZE="$SAN" \
-    -DPython3_EXECUTABLE="$ROOT/.venv/bin/python" >/dev/null || exit 1
+  kvmerge_configure "$BUILD" -DKVMERGE_SANITIZE="$SAN" || exit 1
 fi
 log "building $BUILD"
 start=$(date +%s)

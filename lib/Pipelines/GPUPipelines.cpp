@@ -40,8 +40,7 @@ struct DumpGPUBinariesPass
     : public PassWrapper<DumpGPUBinariesPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(DumpGPUBinariesPass)
   DumpGPUBinariesPass() = default;
-  DumpGPUBinariesPass(const DumpGPUBinariesPass &other)
-      : PassWrapper(other) {}
+  DumpGPUBinariesPass(const DumpGPUBinariesPass &other) : PassWrapper(other) {}
   explicit DumpGPUBinariesPass(std::string d) { dir = std::move(d); }
   StringRef getArgument() const final { return "kvmerge-dump-gpu-binaries"; }
   StringRef getDescription() const final {
@@ -53,8 +52,8 @@ struct DumpGPUBinariesPass
 
   void runOnOperation() override {
     if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
-      getOperation().emitError() << "cannot create '" << dir
-                                 << "': " << ec.message();
+      getOperation().emitError()
+          << "cannot create '" << dir << "': " << ec.message();
       return signalPassFailure();
     }
     WalkResult result = getOperation().walk([&](gpu::BinaryOp binary) {
@@ -80,13 +79,12 @@ struct DumpGPUBinariesPass
           break;
         }
         SmallString<256> path(dir.getValue());
-        llvm::sys::path::append(path,
-                                binary.getSymName() + "." + chip + ext);
+        llvm::sys::path::append(path, binary.getSymName() + "." + chip + ext);
         std::error_code ec;
         llvm::raw_fd_ostream os(path, ec);
         if (ec) {
-          binary.emitError() << "cannot write '" << path
-                             << "': " << ec.message();
+          binary.emitError()
+              << "cannot write '" << path << "': " << ec.message();
           return WalkResult::interrupt();
         }
         os << object.getObject().getValue();
@@ -117,8 +115,9 @@ struct OccupancyHintsPass
       for (int32_t size : *block)
         threads *= size;
       int64_t ctas = std::max<int64_t>(1, 1024 / std::max<int64_t>(threads, 1));
-      func->setAttr("nvvm.minctasm",
-                    IntegerAttr::get(IntegerType::get(&getContext(), 32), ctas));
+      func->setAttr(
+          "nvvm.minctasm",
+          IntegerAttr::get(IntegerType::get(&getContext(), 32), ctas));
     });
   }
 };
@@ -161,15 +160,7 @@ void kvmerge::buildLowerToNVVMPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 
   // Bufferize exactly like the CPU pipeline (out-params, deallocation).
-  bufferization::OneShotBufferizePassOptions bufferizeOptions;
-  bufferizeOptions.bufferizeFunctionBoundaries = true;
-  bufferizeOptions.functionBoundaryTypeConversion =
-      bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferizeOptions));
-  bufferization::BufferResultsToOutParamsPassOptions outParams;
-  outParams.hoistStaticAllocs = true;
-  outParams.modifyPublicFunctions = true;
-  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  addBufferizeToOutParams(pm);
   // Kernels out of the host functions; launches look like calls to the
   // buffer deallocation (which rejects gpu ops: unknown memory effects).
   pm.addPass(createGpuKernelOutliningPass());

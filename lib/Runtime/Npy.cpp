@@ -383,23 +383,29 @@ void kvmerge::runtime::writeNpy(raw_ostream &os, ConstTensorView tensor) {
   os.write(static_cast<const char *>(tensor.data), tensor.getByteSize());
 }
 
-Error kvmerge::runtime::writeNpyFile(StringRef path, ConstTensorView tensor) {
+Expected<sys::fs::TempFile>
+kvmerge::runtime::writeNpyTemporary(StringRef path, ConstTensorView tensor) {
   Expected<sys::fs::TempFile> temp =
       sys::fs::TempFile::create(path + ".tmp-%%%%%%");
   if (!temp)
     return createStringError("cannot write '" + path +
                              "': " + toString(temp.takeError()));
-  {
-    raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
-    writeNpy(os, tensor);
-    os.flush();
-    if (std::error_code ec = os.error()) {
-      os.clear_error();
-      consumeError(temp->discard());
-      return createStringError(ec, "cannot write '%s': %s", path.str().c_str(),
-                               ec.message().c_str());
-    }
+  raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
+  writeNpy(os, tensor);
+  os.flush();
+  if (std::error_code ec = os.error()) {
+    os.clear_error();
+    consumeError(temp->discard());
+    return createStringError(ec, "cannot write '%s': %s", path.str().c_str(),
+                             ec.message().c_str());
   }
+  return temp;
+}
+
+Error kvmerge::runtime::writeNpyFile(StringRef path, ConstTensorView tensor) {
+  Expected<sys::fs::TempFile> temp = writeNpyTemporary(path, tensor);
+  if (!temp)
+    return temp.takeError();
   if (Error err = temp->keep(path)) {
     consumeError(temp->discard());
     return createStringError("cannot write '" + path +

@@ -56,10 +56,11 @@ static cl::list<std::string> outputFlags(
              "printed as `result[i]: 2x3xf32=[1 2 3][4 5 6]`"),
     cl::value_desc("@file.npy|-"), cl::cat(runCategory));
 
-static cl::opt<std::string>
-    deviceName("device", cl::desc("Device to run on: cpu, or cuda (NVIDIA GPU through the "
-                                "CUDA driver, opened at run time)"),
-               cl::init("cpu"), cl::cat(runCategory));
+static cl::opt<std::string> deviceName(
+    "device",
+    cl::desc("Device to run on: cpu, or cuda (NVIDIA GPU through the "
+             "CUDA driver, opened at run time)"),
+    cl::init("cpu"), cl::cat(runCategory));
 
 static cl::opt<unsigned> benchmarkRepetitions(
     "benchmark-repetitions",
@@ -110,20 +111,10 @@ struct PendingOutput {
 
 static Error writeTemporary(StringRef path, const HostTensor &tensor,
                             std::vector<PendingOutput> &pending) {
-  Expected<sys::fs::TempFile> temp =
-      sys::fs::TempFile::create(path + ".tmp-%%%%%%");
+  Expected<sys::fs::TempFile> temp = writeNpyTemporary(path, tensor);
   if (!temp)
-    return createStringError("cannot write '" + path +
-                             "': " + toString(temp.takeError()));
-  raw_fd_ostream os(temp->FD, /*shouldClose=*/false);
-  writeNpy(os, tensor);
-  os.flush();
-  std::error_code ec = os.error();
-  os.clear_error();
+    return temp.takeError();
   pending.push_back({path.str(), std::move(*temp)});
-  if (ec)
-    return createStringError(ec, "cannot write '%s': %s", path.str().c_str(),
-                             ec.message().c_str());
   return Error::success();
 }
 

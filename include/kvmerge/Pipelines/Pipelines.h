@@ -89,6 +89,11 @@ struct LowerToNVVMOptions
 void buildLowerToNVVMPipeline(mlir::OpPassManager &pm,
                               const LowerToNVVMOptions &options);
 
+/// The bufferization step both pipelines share: one-shot bufferization
+/// across function boundaries (identity layouts), then function results
+/// become caller-allocated out-params (static allocations hoisted, public
+/// functions included).
+void addBufferizeToOutParams(mlir::OpPassManager &pm);
 /// The CPU pipeline's helper passes, shared with the GPU pipeline.
 std::unique_ptr<mlir::Pass> createEmitCInterfacePass();
 std::unique_ptr<mlir::Pass> createDecomposeAggregatesPass();

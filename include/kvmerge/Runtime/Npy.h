@@ -22,6 +22,7 @@
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <optional>
@@ -46,6 +47,13 @@ void writeNpy(llvm::raw_ostream &os, ConstTensorView tensor);
 /// Writes `tensor` to `path` atomically: a temporary file in the same
 /// directory is renamed over `path` only after it was fully written.
 llvm::Error writeNpyFile(llvm::StringRef path, ConstTensorView tensor);
+
+/// Writes `tensor` to a new temporary file next to `path`
+/// (`<path>.tmp-XXXXXX`) and returns it unpublished: the caller renames it
+/// over `path` with `keep(path)` or removes it with `discard()`. On error no
+/// temporary is left behind.
+llvm::Expected<llvm::sys::fs::TempFile>
+writeNpyTemporary(llvm::StringRef path, ConstTensorView tensor);
 
 /// The numpy descr written for `type` ('<f4', '<V2' for bf16, ...).
 llvm::StringRef getNpyDescr(ElementType type);

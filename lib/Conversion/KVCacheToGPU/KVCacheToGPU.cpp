@@ -29,11 +29,12 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Common/LoopEmitter.h"
 #include "kvmerge/Conversion/Passes.h"
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
 
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
@@ -53,6 +54,7 @@ namespace kvmerge {
 
 using namespace mlir;
 using namespace kvmerge::kvcache;
+using namespace kvmerge::conversion;
 
 namespace {
 
@@ -74,169 +76,13 @@ constexpr int64_t kAttentionMaxDim = 256;
 // Emitter
 //===----------------------------------------------------------------------===//
 
-struct G {
-  ImplicitLocOpBuilder b;
-  arith::FastMathFlagsAttr fm;
+struct G : LoopEmitterBase<G> {
   /// Inside a launch: thread id (x) and the block size (x).
   Value tid, ntid;
 
   G(OpBuilder &builder, Location loc, Value tid = {}, Value ntid = {})
-      : b(loc, builder),
-        fm(arith::FastMathFlagsAttr::get(
-            builder.getContext(),
-            arith::FastMathFlags::reassoc | arith::FastMathFlags::contract)),
-        tid(tid), ntid(ntid) {}
+      : LoopEmitterBase(builder, loc), tid(tid), ntid(ntid) {}
   G nested(OpBuilder &nb, Location l) { return G(nb, l, tid, ntid); }
-
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, v, 32); }
-  Value flt(double v, Type t) {
-    return arith::ConstantOp::create(b, b.getFloatAttr(t, v));
-  }
-  Value f32(double v) { return flt(v, b.getF32Type()); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value divu(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
-  Value remu(Value x, Value y) { return arith::RemUIOp::create(b, x, y); }
-  Value ceilDiv(Value x, Value y) {
-    return divu(add(x, sub(y, idx(1))), y);
-  }
-  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
-    return arith::CmpIOp::create(b, p, x, y);
-  }
-  Value select(Value c, Value x, Value y) {
-    return arith::SelectOp::create(b, c, x, y);
-  }
-  Value andI(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
-  Value orI(Value x, Value y) { return arith::OrIOp::create(b, x, y); }
-  Value minS(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
-  Value maxS(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
-  Value toIndex(Value v) {
-    return arith::IndexCastOp::create(b, b.getIndexType(), v);
-  }
-  Value toI32(Value v) {
-    return arith::IndexCastOp::create(b, b.getI32Type(), v);
-  }
-  Value ext32(Value i1) { return arith::ExtUIOp::create(b, b.getI32Type(), i1); }
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y, fm); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, x, y, fm); }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y, fm); }
-  Value fdiv(Value x, Value y) { return arith::DivFOp::create(b, x, y); }
-  Value fneg(Value x) { return arith::NegFOp::create(b, x); }
-  Value fcmp(arith::CmpFPredicate p, Value x, Value y) {
-    return arith::CmpFOp::create(b, p, x, y);
-  }
-  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
-  Value exp(Value x) { return math::ExpOp::create(b, x); }
-  Value sqrt(Value x) { return math::SqrtOp::create(b, x); }
-  Value log(Value x) { return math::LogOp::create(b, x); }
-  Value convert(Value v, Type to) {
-    Type from = v.getType();
-    if (from == to)
-      return v;
-    if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
-      return arith::ExtFOp::create(b, to, v);
-    return arith::TruncFOp::create(b, to, v);
-  }
-  Value siToF(Value v, Type t) {
-    return arith::SIToFPOp::create(
-        b, t, arith::IndexCastOp::create(b, b.getI64Type(), v));
-  }
-  Value load(Value mem, ValueRange ivs) {
-    return memref::LoadOp::create(b, mem, ivs);
-  }
-  void store(Value v, Value mem, ValueRange ivs) {
-    memref::StoreOp::create(b, v, mem, ivs);
-  }
-  Value dim(Value mem, int64_t i) { return memref::DimOp::create(b, mem, i); }
-  Value alloc(ArrayRef<int64_t> shape, Type elt, ValueRange dynSizes) {
-    return memref::AllocOp::create(b, MemRefType::get(shape, elt), dynSizes);
-  }
-  Value allocLike(Type tensorType, ValueRange sizes) {
-    auto rt = llvm::cast<RankedTensorType>(tensorType);
-    SmallVector<Value> dyn;
-    for (int64_t i = 0; i < rt.getRank(); ++i)
-      if (rt.isDynamicDim(i))
-        dyn.push_back(sizes[i]);
-    return alloc(rt.getShape(), rt.getElementType(), dyn);
-  }
-  Value toBuffer(Value tensor) {
-    auto rt = llvm::cast<RankedTensorType>(tensor.getType());
-    return bufferization::ToBufferOp::create(
-        b, MemRefType::get(rt.getShape(), rt.getElementType()), tensor,
-        /*read_only=*/true);
-  }
-  Value toTensor(Value buffer, Type tensorType) {
-    return bufferization::ToTensorOp::create(b, tensorType, buffer,
-                                             /*restrict=*/true,
-                                             /*writable=*/true);
-  }
-
-  // Control flow.
-  void forLoop(Value lb, Value ub, Value step,
-               function_ref<void(G &, Value)> body) {
-    scf::ForOp::create(b, lb, ub, step, ValueRange{},
-                       [&](OpBuilder &nb, Location l, Value iv, ValueRange) {
-                         G e = nested(nb, l);
-                         body(e, iv);
-                         scf::YieldOp::create(e.b);
-                       });
-  }
-  void forLoop(Value lb, Value ub, function_ref<void(G &, Value)> body) {
-    forLoop(lb, ub, idx(1), body);
-  }
-  using IterBody = function_ref<SmallVector<Value>(G &, Value, ValueRange)>;
-  SmallVector<Value> forLoop(Value lb, Value ub, Value step, ValueRange init,
-                             IterBody body) {
-    auto loop = scf::ForOp::create(
-        b, lb, ub, step, init,
-        [&](OpBuilder &nb, Location l, Value iv, ValueRange args) {
-          G e = nested(nb, l);
-          scf::YieldOp::create(e.b, body(e, iv, args));
-        });
-    return SmallVector<Value>(loop.getResults());
-  }
-  SmallVector<Value> forLoop(Value lb, Value ub, ValueRange init,
-                             IterBody body) {
-    return forLoop(lb, ub, idx(1), init, body);
-  }
-  void ifThen(Value cond, function_ref<void(G &)> then) {
-    scf::IfOp::create(b, cond, [&](OpBuilder &nb, Location l) {
-      G e = nested(nb, l);
-      then(e);
-      scf::YieldOp::create(e.b);
-    });
-  }
-  void ifThenElse(Value cond, function_ref<void(G &)> then,
-                  function_ref<void(G &)> otherwise) {
-    scf::IfOp::create(
-        b, cond,
-        [&](OpBuilder &nb, Location l) {
-          G e = nested(nb, l);
-          then(e);
-          scf::YieldOp::create(e.b);
-        },
-        [&](OpBuilder &nb, Location l) {
-          G e = nested(nb, l);
-          otherwise(e);
-          scf::YieldOp::create(e.b);
-        });
-  }
-  using ValuesBody = function_ref<SmallVector<Value>(G &)>;
-  SmallVector<Value> ifElse(Value cond, ValuesBody then, ValuesBody otherwise) {
-    auto op = scf::IfOp::create(
-        b, cond,
-        [&](OpBuilder &nb, Location l) {
-          G e = nested(nb, l);
-          scf::YieldOp::create(e.b, then(e));
-        },
-        [&](OpBuilder &nb, Location l) {
-          G e = nested(nb, l);
-          scf::YieldOp::create(e.b, otherwise(e));
-        });
-    return SmallVector<Value>(op.getResults());
-  }
 
   //===--------------------------------------------------------------------===//
   // Kernels
@@ -281,8 +127,8 @@ struct G {
   /// Butterfly (xor) all-reduce over the 32 lanes of a warp.
   Value warpReduce(Value v, function_ref<Value(G &, Value, Value)> combine) {
     for (int32_t offset = kWarp / 2; offset > 0; offset /= 2) {
-      auto shuffle = gpu::ShuffleOp::create(b, v, offset, kWarp,
-                                            gpu::ShuffleMode::XOR);
+      auto shuffle =
+          gpu::ShuffleOp::create(b, v, offset, kWarp, gpu::ShuffleMode::XOR);
       v = combine(*this, v, shuffle.getShuffleResult());
     }
     return v;
@@ -328,30 +174,32 @@ struct G {
     for (int32_t offset = 1; offset < kWarp; offset *= 2) {
       auto shuffle = gpu::ShuffleOp::create(b, inclusive, offset, kWarp,
                                             gpu::ShuffleMode::UP);
-      Value got = select(shuffle.getValid(), shuffle.getShuffleResult(), i32(0));
+      Value got =
+          select(shuffle.getValid(), shuffle.getShuffleResult(), i32(0));
       inclusive = add(inclusive, got);
     }
     Value isLast = cmp(arith::CmpIPredicate::eq, ln, idx(kWarp - 1));
     ifThen(isLast, [&](G &e) { e.store(inclusive, shm, {wid}); });
     barrier();
-    auto sums = forLoop(
-        idx(0), idx(warps), ValueRange{i32(0), i32(0)},
-        [&](G &e, Value i, ValueRange acc) -> SmallVector<Value> {
-          Value t = e.load(shm, {i});
-          Value before = e.cmp(arith::CmpIPredicate::ult, i, wid);
-          return {e.add(acc[0], e.select(before, t, e.i32(0))),
-                  e.add(acc[1], t)};
-        });
+    auto sums =
+        forLoop(idx(0), idx(warps), ValueRange{i32(0), i32(0)},
+                [&](G &e, Value i, ValueRange acc) -> SmallVector<Value> {
+                  Value t = e.load(shm, {i});
+                  Value before = e.cmp(arith::CmpIPredicate::ult, i, wid);
+                  return {e.add(acc[0], e.select(before, t, e.i32(0))),
+                          e.add(acc[1], t)};
+                });
     barrier();
     return {add(sums[0], sub(inclusive, x)), sums[1]};
   }
   /// Block-strided count of `pred` over [lb, ub), reduced over the block.
   Value blockCount(Value lb, Value ub, Value shm, int64_t warps,
                    function_ref<Value(G &, Value)> pred) {
-    Value local = forLoop(add(lb, tid), ub, ntid, ValueRange{i32(0)},
-                          [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
-                            return {e.add(acc[0], e.ext32(pred(e, t)))};
-                          })[0];
+    Value local =
+        forLoop(add(lb, tid), ub, ntid, ValueRange{i32(0)},
+                [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                  return {e.add(acc[0], e.ext32(pred(e, t)))};
+                })[0];
     return blockSum(local, shm, warps);
   }
   /// Block-strided loop over [lb, ub).
@@ -360,102 +208,23 @@ struct G {
   }
 };
 
-Type elementType(Value v) {
-  return cast<ShapedType>(v.getType()).getElementType();
-}
 bool isF64(Value v) { return elementType(v).isF64(); }
 
 //===----------------------------------------------------------------------===//
 // Shared algorithms (as in convert-kvcache-to-loops, counts block-wide)
 //===----------------------------------------------------------------------===//
 
-Value orderedKey(G &e, Value f) {
-  Value zero = e.flt(0.0, f.getType());
-  Value isZero = e.fcmp(arith::CmpFPredicate::OEQ, f, zero);
-  f = e.select(isZero, zero, f);
-  Value bits = arith::BitcastOp::create(e.b, e.b.getI32Type(), f);
-  Value neg = e.cmp(arith::CmpIPredicate::slt, bits, e.i32(0));
-  Value flipAll = arith::XOrIOp::create(e.b, bits, e.i32(-1));
-  Value flipSign = arith::XOrIOp::create(
-      e.b, bits, e.i32(static_cast<int32_t>(0x80000000u)));
-  return e.select(neg, flipAll, flipSign);
-}
-
-struct Selection {
-  Value threshold; // i32, compared unsigned
-  Value rankLimit; // index, compared signed
-};
-
 /// The `k` smallest keys over [lb, ub) with ties by rank, found by two
 /// bitwise binary searches; every step is one block-wide count. All values
 /// are block-uniform, so the loops (and their barriers) are uniform.
 Selection selectSmallest(G &e, Value lb, Value ub, Value k, Value shm,
-                         int64_t warps, function_ref<Value(G &, Value)> keyOf,
-                         function_ref<Value(G &, Value)> rankOf) {
-  Value kI32 = e.toI32(k);
-  Value threshold =
-      e.forLoop(e.idx(0), e.idx(32), ValueRange{e.i32(0)},
-                [&](G &e, Value iv, ValueRange args) -> SmallVector<Value> {
-                  Value shift = e.sub(e.i32(31), e.toI32(iv));
-                  Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
-                  Value trial = e.orI(args[0], bit);
-                  Value below = e.blockCount(lb, ub, shm, warps, [&](G &e, Value t) {
-                    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), trial);
-                  });
-                  Value ok = e.cmp(arith::CmpIPredicate::slt, below, kI32);
-                  return {e.select(ok, trial, args[0])};
-                })[0];
-  Value less = e.blockCount(lb, ub, shm, warps, [&](G &e, Value t) {
-    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), threshold);
-  });
-  Value equal = e.blockCount(lb, ub, shm, warps, [&](G &e, Value t) {
-    return e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
-  });
-  Value need = e.sub(kI32, less);
-  Value allEqual = e.cmp(arith::CmpIPredicate::sge, need, equal);
-  Value rankLimit = e.ifElse(
-      allEqual,
-      [&](G &e) -> SmallVector<Value> {
-        return {e.idx(std::numeric_limits<int32_t>::max())};
+                         int64_t warps, G::Pred keyOf, G::Pred rankOf) {
+  return kvmerge::conversion::selectSmallest<G>(
+      e, lb, ub, k,
+      [&](G &e, Value from, Value to, G::Pred pred) {
+        return e.blockCount(from, to, shm, warps, pred);
       },
-      [&](G &e) -> SmallVector<Value> {
-        Value r = e.forLoop(
-            e.idx(0), e.idx(31), ValueRange{e.i32(0)},
-            [&](G &e, Value iv, ValueRange args) -> SmallVector<Value> {
-              Value shift = e.sub(e.i32(30), e.toI32(iv));
-              Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
-              Value trial = e.orI(args[0], bit);
-              Value trialIdx = e.toIndex(trial);
-              Value before =
-                  e.blockCount(lb, ub, shm, warps, [&](G &e, Value t) {
-                    Value eq = e.cmp(arith::CmpIPredicate::eq, keyOf(e, t),
-                                     threshold);
-                    Value lt = e.cmp(arith::CmpIPredicate::slt, rankOf(e, t),
-                                     trialIdx);
-                    return e.andI(eq, lt);
-                  });
-              Value ok = e.cmp(arith::CmpIPredicate::slt, before, need);
-              return {e.select(ok, trial, args[0])};
-            })[0];
-        return {e.toIndex(r)};
-      })[0];
-  return {threshold, rankLimit};
-}
-
-Value isSelected(G &e, const Selection &s, Value key, Value rank) {
-  Value lt = e.cmp(arith::CmpIPredicate::ult, key, s.threshold);
-  Value eq = e.cmp(arith::CmpIPredicate::eq, key, s.threshold);
-  Value inRank = e.cmp(arith::CmpIPredicate::sle, rank, s.rankLimit);
-  return e.orI(lt, e.andI(eq, inRank));
-}
-
-struct Regions {
-  Value sink, middleLen, recentStart;
-};
-Regions regions(G &e, Value length, int64_t sink, int64_t recent) {
-  Value s = e.minS(e.idx(sink), length);
-  Value m = e.maxS(e.sub(e.sub(length, s), e.idx(recent)), e.idx(0));
-  return {s, m, e.add(s, m)};
+      keyOf, rankOf);
 }
 
 /// Block-wide scan of `flag` over tokens [lb, ub) in tiles of the block
@@ -474,9 +243,7 @@ Value blockScanRange(G &e, Value lb, Value ub, Value shm, int64_t warps,
             [&](G &e) -> SmallVector<Value> { return {e.ext32(flag(e, t))}; },
             [&](G &e) -> SmallVector<Value> { return {e.i32(0)}; })[0];
         auto [excl, total] = e.blockScan(f, shm, warps);
-        e.ifThen(inRange, [&](G &e) {
-          visit(e, t, e.add(carry[0], excl), f);
-        });
+        e.ifThen(inRange, [&](G &e) { visit(e, t, e.add(carry[0], excl), f); });
         return {e.add(carry[0], total)};
       })[0];
 }
@@ -494,42 +261,41 @@ bool lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Value links = e.maxS(e.sub(l, e.idx(1)), e.idx(0));
   Value out = e.allocLike(op.getResult().getType(), {h, links});
   Value gx = e.maxS(e.ceilDiv(links, e.idx(kSimilarityWarps)), e.idx(1));
-  e.launch("kvmerge_similarity", gx, h, e.idx(1),
-           e.idx(kSimilarityWarps * kWarp), {},
-           [&](G &e, ValueRange bid, ValueRange) {
-             Type f32 = e.b.getF32Type();
-             Value head = bid[1];
-             Value link = e.add(e.mul(bid[0], e.idx(kSimilarityWarps)), e.warp());
-             // Warp-uniform condition: the whole warp takes the branch.
-             e.ifThen(e.cmp(arith::CmpIPredicate::slt, link, links), [&](G &e) {
-               Value t1 = e.add(link, e.idx(1));
-               Value zero = e.f32(0.0);
-               auto sums = e.forLoop(
-                   e.lane(), d, e.idx(kWarp), ValueRange{zero, zero, zero},
-                   [&](G &e, Value k, ValueRange acc) -> SmallVector<Value> {
-                     Value a = e.convert(e.load(keys, {head, link, k}), f32);
-                     Value b = e.convert(e.load(keys, {head, t1, k}), f32);
-                     return {e.fadd(acc[0], e.fmul(a, b)),
-                             e.fadd(acc[1], e.fmul(a, a)),
-                             e.fadd(acc[2], e.fmul(b, b))};
-                   });
-               Value dot = e.warpSum(sums[0]);
-               Value na = e.warpSum(sums[1]);
-               Value nb = e.warpSum(sums[2]);
-               e.ifThen(e.cmp(arith::CmpIPredicate::eq, e.lane(), e.idx(0)),
-                        [&](G &e) {
-                          Value den = e.fmul(e.sqrt(na), e.sqrt(nb));
-                          Value zeroDen =
-                              e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
-                          Value safe = e.select(zeroDen, e.f32(1.0), den);
-                          Value c = e.fdiv(dot, safe);
-                          c = arith::MinimumFOp::create(
-                              e.b, e.f32(1.0), e.fmax(e.f32(-1.0), c));
-                          c = e.select(zeroDen, zero, c);
-                          e.store(c, out, {head, link});
-                        });
-             });
-           });
+  e.launch(
+      "kvmerge_similarity", gx, h, e.idx(1), e.idx(kSimilarityWarps * kWarp),
+      {}, [&](G &e, ValueRange bid, ValueRange) {
+        Type f32 = e.b.getF32Type();
+        Value head = bid[1];
+        Value link = e.add(e.mul(bid[0], e.idx(kSimilarityWarps)), e.warp());
+        // Warp-uniform condition: the whole warp takes the branch.
+        e.ifThen(e.cmp(arith::CmpIPredicate::slt, link, links), [&](G &e) {
+          Value t1 = e.add(link, e.idx(1));
+          Value zero = e.f32(0.0);
+          auto sums = e.forLoop(
+              e.lane(), d, e.idx(kWarp), ValueRange{zero, zero, zero},
+              [&](G &e, Value k, ValueRange acc) -> SmallVector<Value> {
+                Value a = e.convert(e.load(keys, {head, link, k}), f32);
+                Value b = e.convert(e.load(keys, {head, t1, k}), f32);
+                return {e.fadd(acc[0], e.fmul(a, b)),
+                        e.fadd(acc[1], e.fmul(a, a)),
+                        e.fadd(acc[2], e.fmul(b, b))};
+              });
+          Value dot = e.warpSum(sums[0]);
+          Value na = e.warpSum(sums[1]);
+          Value nb = e.warpSum(sums[2]);
+          e.ifThen(
+              e.cmp(arith::CmpIPredicate::eq, e.lane(), e.idx(0)), [&](G &e) {
+                Value den = e.fmul(e.sqrt(na), e.sqrt(nb));
+                Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
+                Value safe = e.select(zeroDen, e.f32(1.0), den);
+                Value c = e.fdiv(dot, safe);
+                c = arith::MinimumFOp::create(e.b, e.f32(1.0),
+                                              e.fmax(e.f32(-1.0), c));
+                c = e.select(zeroDen, zero, c);
+                e.store(c, out, {head, link});
+              });
+        });
+      });
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
   return true;
 }
@@ -578,11 +344,10 @@ bool lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
         SmallVector<Value> sel;
         if (threshold) {
           Value epsKey = orderedKey(e, e.f32(eps));
-          Value below = e.blockCount(r.sink, lastMiddle, shm, kSelectWarps,
-                                     [&](G &e, Value t) {
-                                       return e.cmp(arith::CmpIPredicate::ult,
-                                                    keyOf(e, t), epsKey);
-                                     });
+          Value below = e.blockCount(
+              r.sink, lastMiddle, shm, kSelectWarps, [&](G &e, Value t) {
+                return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
+              });
           Value tooMany =
               e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
           sel = e.ifElse(fits, everyLink, [&](G &e) {
@@ -665,8 +430,7 @@ bool lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
           sel = e.ifElse(
               fits,
               [&](G &e) -> SmallVector<Value> {
-                return {e.i32(-1),
-                        e.idx(std::numeric_limits<int32_t>::max())};
+                return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
               },
               [&](G &e) -> SmallVector<Value> {
                 Selection s =
@@ -736,15 +500,16 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
   Value outP = e.allocLike(op.getPositions().getType(), {h, capacity});
   Value outC = e.allocLike(op.getCounts().getType(), {h, capacity});
   Value outS = e.allocLike(op.getMergedScores().getType(), {h, capacity});
-  Value start = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, i32,
-                        {h, capacity});
-  Value end = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, i32,
-                      {h, capacity});
-  Value weight = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, f32,
-                         {h, l});
+  Value start =
+      e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, i32, {h, capacity});
+  Value end =
+      e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, i32, {h, capacity});
+  Value weight =
+      e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, f32, {h, l});
 
   // 1. Empty ranges for every slot.
-  Value slotBlocks = e.maxS(e.ceilDiv(capacity, e.idx(kTokenThreads)), e.idx(1));
+  Value slotBlocks =
+      e.maxS(e.ceilDiv(capacity, e.idx(kTokenThreads)), e.idx(1));
   e.launch("kvmerge_merge_init", slotBlocks, h, e.idx(1), e.idx(kTokenThreads),
            {}, [&](G &e, ValueRange bid, ValueRange) {
              Value s = e.add(e.mul(bid[0], e.idx(kTokenThreads)), e.tid);
@@ -763,9 +528,9 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
         e.ifThen(e.cmp(arith::CmpIPredicate::slt, t, l), [&](G &e) {
           Value lastToken = e.sub(l, e.idx(1));
           Value s = e.load(slots, {head, t});
-          Value valid = e.andI(
-              e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
-              e.cmp(arith::CmpIPredicate::slt, e.toIndex(s), capacity));
+          Value valid =
+              e.andI(e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
+                     e.cmp(arith::CmpIPredicate::slt, e.toIndex(s), capacity));
           e.ifThen(valid, [&](G &e) {
             Value si = e.toIndex(s);
             Value first = e.cmp(arith::CmpIPredicate::eq, t, e.idx(0));
@@ -773,8 +538,9 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                 e.load(slots, {head, e.maxS(e.sub(t, e.idx(1)), e.idx(0))});
             Value opens =
                 e.orI(first, e.cmp(arith::CmpIPredicate::ne, prev, s));
-            e.ifThen(opens,
-                     [&](G &e) { e.store(e.toI32(t), start, {head, si}); });
+            e.ifThen(opens, [&](G &e) {
+              e.store(e.toI32(t), start, {head, si});
+            });
             Value last = e.cmp(arith::CmpIPredicate::eq, t, lastToken);
             Value next =
                 e.load(slots, {head, e.minS(e.add(t, e.idx(1)), lastToken)});
@@ -801,8 +567,9 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
         Value zero = e.f32(0.0);
         auto zeroRow = [&](G &e, Value out, Value width, Type t) {
           Value z = e.flt(0.0, t);
-          e.blockFor(e.idx(0), width,
-                     [&](G &e, Value k) { e.store(z, out, {head, slot, k}); });
+          e.blockFor(e.idx(0), width, [&](G &e, Value k) {
+            e.store(z, out, {head, slot, k});
+          });
         };
         // `used` is block-uniform: barriers inside are safe.
         e.ifThenElse(
@@ -814,8 +581,7 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
               // Pivot (largest score, ties to the newest) and score sum.
               Value ninf = e.f32(-std::numeric_limits<double>::infinity());
               auto local = e.forLoop(
-                  e.add(a, e.tid), b, e.ntid,
-                  ValueRange{ninf, e.i32(-1), zero},
+                  e.add(a, e.tid), b, e.ntid, ValueRange{ninf, e.i32(-1), zero},
                   [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
                     Value sc = e.load(scores, {head, t});
                     Value ge = e.fcmp(arith::CmpFPredicate::OGE, sc, acc[0]);
@@ -871,7 +637,8 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                   single,
                   [&](G &e) {
                     e.blockFor(e.idx(0), d, [&](G &e, Value k) {
-                      e.store(e.load(keys, {head, p, k}), outK, {head, slot, k});
+                      e.store(e.load(keys, {head, p, k}), outK,
+                              {head, slot, k});
                     });
                     e.blockFor(e.idx(0), dv, [&](G &e, Value k) {
                       e.store(e.load(values, {head, p, k}), outV,
@@ -887,10 +654,12 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                     Value warpTotal = e.forLoop(
                         e.add(a, e.warp()), b, e.idx(kMergeWarps),
                         ValueRange{zero},
-                        [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                        [&](G &e, Value t,
+                            ValueRange acc) -> SmallVector<Value> {
                           Value part = e.forLoop(
                               lane, d, e.idx(kWarp), ValueRange{zero},
-                              [&](G &e, Value k, ValueRange s) -> SmallVector<Value> {
+                              [&](G &e, Value k,
+                                  ValueRange s) -> SmallVector<Value> {
                                 Value x = e.fsub(
                                     e.convert(e.load(keys, {head, p, k}), f32),
                                     e.convert(e.load(keys, {head, t, k}), f32));
@@ -903,8 +672,8 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                           return {e.fadd(acc[0], dist)};
                         })[0];
                     // Every lane holds its warp's total: count lane 0 only.
-                    Value total = e.blockSum(
-                        e.select(isLane0, warpTotal, zero), shmF, kMergeWarps);
+                    Value total = e.blockSum(e.select(isLane0, warpTotal, zero),
+                                             shmF, kMergeWarps);
                     Value nF = e.siToF(n, f32);
                     Value two = e.f32(2.0);
                     Value sigma2;
@@ -919,14 +688,16 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                     }
                     case SigmaKind::paper: {
                       Value s02 = e.fdiv(total, nF);
-                      Value s0zero = e.fcmp(arith::CmpFPredicate::OEQ, s02, zero);
+                      Value s0zero =
+                          e.fcmp(arith::CmpFPredicate::OEQ, s02, zero);
                       Value safe = e.select(s0zero, e.f32(1.0), s02);
                       Value part = e.forLoop(
                           e.add(a, e.tid), b, e.ntid, ValueRange{zero},
-                          [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                          [&](G &e, Value t,
+                              ValueRange acc) -> SmallVector<Value> {
                             Value dist = e.load(weight, {head, t});
-                            Value g = e.exp(
-                                e.fdiv(e.fneg(dist), e.fmul(two, safe)));
+                            Value g =
+                                e.exp(e.fdiv(e.fneg(dist), e.fmul(two, safe)));
                             return {e.fadd(acc[0], g)};
                           })[0];
                       Value g0 = e.blockSum(part, shmF, kMergeWarps);
@@ -935,14 +706,16 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                       break;
                     }
                     }
-                    Value equalW = e.fcmp(arith::CmpFPredicate::OEQ, sigma2, zero);
+                    Value equalW =
+                        e.fcmp(arith::CmpFPredicate::OEQ, sigma2, zero);
                     Value safe2 = e.select(equalW, e.f32(1.0), sigma2);
                     Value gpart = e.forLoop(
                         e.add(a, e.tid), b, e.ntid, ValueRange{zero},
-                        [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                        [&](G &e, Value t,
+                            ValueRange acc) -> SmallVector<Value> {
                           Value dist = e.load(weight, {head, t});
-                          Value g = e.exp(
-                              e.fdiv(e.fneg(dist), e.fmul(two, safe2)));
+                          Value g =
+                              e.exp(e.fdiv(e.fneg(dist), e.fmul(two, safe2)));
                           g = e.select(equalW, e.f32(1.0), g);
                           e.store(g, weight, {head, t});
                           return {e.fadd(acc[0], g)};
@@ -956,9 +729,11 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
                       e.blockFor(e.idx(0), width, [&](G &e, Value k) {
                         Value sum = e.forLoop(
                             a, b, ValueRange{zero},
-                            [&](G &e, Value t, ValueRange acc) -> SmallVector<Value> {
+                            [&](G &e, Value t,
+                                ValueRange acc) -> SmallVector<Value> {
                               Value w = e.load(weight, {head, t});
-                              Value x = e.convert(e.load(src, {head, t, k}), f32);
+                              Value x =
+                                  e.convert(e.load(src, {head, t, k}), f32);
                               return {e.fadd(acc[0], e.fmul(w, x))};
                             })[0];
                         e.store(e.convert(e.fmul(sum, inv), storage), out,
@@ -998,8 +773,7 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   auto kt = cast<RankedTensorType>(op.getKeys().getType());
   auto vtt = cast<RankedTensorType>(op.getValues().getType());
   if (qt.getElementType().isF64() || kt.getElementType().isF64() ||
-      vtt.getElementType().isF64() ||
-      elementType(op.getInit()).isF64())
+      vtt.getElementType().isF64() || elementType(op.getInit()).isF64())
     return false;
   if (qt.isDynamicDim(2) || vtt.isDynamicDim(2))
     return false;
@@ -1032,21 +806,22 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
 
   // Chunk size: enough blocks to fill the device, a multiple of the tile.
   int64_t bytes = std::max<int64_t>(kst.getIntOrFloatBitWidth(),
-                                    vst.getIntOrFloatBitWidth()) / 8;
-  int64_t tile = std::clamp<int64_t>(
-      32768 / ((dStatic + dvStatic) * bytes), 1, kAttentionTile);
+                                    vst.getIntOrFloatBitWidth()) /
+                  8;
+  int64_t tile = std::clamp<int64_t>(32768 / ((dStatic + dvStatic) * bytes), 1,
+                                     kAttentionTile);
   Value tileV = e.idx(tile);
   Value rows = e.maxS(e.mul(hkv, lq), e.idx(1));
   Value perChunk = e.ceilDiv(
       s, e.maxS(e.divu(e.idx(kAttentionTargetBlocks), rows), e.idx(1)));
   Value chunk = e.mul(e.maxS(e.ceilDiv(perChunk, tileV), e.idx(1)), tileV);
   Value chunks = e.maxS(e.ceilDiv(s, chunk), e.idx(1));
-  Value pm = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic,
-                      ShapedType::kDynamic},
-                     f32, {hq, lq, chunks});
-  Value pz = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic,
-                      ShapedType::kDynamic},
-                     f32, {hq, lq, chunks});
+  Value pm = e.alloc(
+      {ShapedType::kDynamic, ShapedType::kDynamic, ShapedType::kDynamic}, f32,
+      {hq, lq, chunks});
+  Value pz = e.alloc(
+      {ShapedType::kDynamic, ShapedType::kDynamic, ShapedType::kDynamic}, f32,
+      {hq, lq, chunks});
   Value pacc = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic,
                         ShapedType::kDynamic, dvStatic},
                        f32, {hq, lq, chunks});
@@ -1063,7 +838,8 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   };
   // Column `jj * 32 + lane` of a width-`width` row, clamped in range, and
   // whether it is a real column.
-  auto column = [&](G &e, int64_t jj, int64_t width) -> std::pair<Value, Value> {
+  auto column = [&](G &e, int64_t jj,
+                    int64_t width) -> std::pair<Value, Value> {
     Value col = e.add(e.lane(), e.idx(jj * kWarp));
     if ((jj + 1) * kWarp <= width)
       return {col, Value()};
@@ -1073,7 +849,8 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
 
   e.launch(
       "kvmerge_attention_split", chunks, hkv, lq, e.mul(group, e.idx(kWarp)),
-      {e.workgroupType(tile * dStatic, kst), e.workgroupType(tile * dvStatic, vst)},
+      {e.workgroupType(tile * dStatic, kst),
+       e.workgroupType(tile * dvStatic, vst)},
       [&](G &e, ValueRange bid, ValueRange wg) {
         Value c = bid[0], h = bid[1], i = bid[2];
         Value sK = wg[0], sV = wg[1];
@@ -1117,7 +894,8 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
                     for (int64_t jj = 0; jj < jq; ++jj) {
                       auto [col, inRange] = column(e, jj, dStatic);
                       Value kx = e.convert(
-                          e.load(sK, {e.add(e.mul(r, e.idx(dStatic)), col)}), f32);
+                          e.load(sK, {e.add(e.mul(r, e.idx(dStatic)), col)}),
+                          f32);
                       Value prod = e.fmul(qr[jj], kx);
                       if (inRange)
                         prod = e.select(inRange, prod, e.f32(0.0));
@@ -1126,8 +904,8 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
                     Value logit = e.warpSum(part);
                     if (countBias) {
                       Value cnt = e.load(counts, {h, e.add(ts, r)});
-                      logit = e.fadd(logit,
-                                     e.log(arith::SIToFPOp::create(e.b, f32, cnt)));
+                      logit = e.fadd(
+                          logit, e.log(arith::SIToFPOp::create(e.b, f32, cnt)));
                     }
                     Value m = e.fmax(st[0], logit);
                     Value corr = e.exp(e.fsub(st[0], m));
@@ -1137,7 +915,8 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
                     for (int64_t jj = 0; jj < jv; ++jj) {
                       auto [col, inRange] = column(e, jj, dvStatic);
                       Value vx = e.convert(
-                          e.load(sV, {e.add(e.mul(r, e.idx(dvStatic)), col)}), f32);
+                          e.load(sV, {e.add(e.mul(r, e.idx(dvStatic)), col)}),
+                          f32);
                       res.push_back(
                           e.fadd(e.fmul(st[2 + jj], corr), e.fmul(p, vx)));
                     }
@@ -1169,10 +948,11 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
         Value j = bid[0], i = bid[1];
         Value ninf = e.f32(-std::numeric_limits<double>::infinity());
         Value zero = e.f32(0.0);
-        Value mLocal = e.forLoop(e.lane(), chunks, e.idx(kWarp), ValueRange{ninf},
-                                 [&](G &e, Value c, ValueRange acc) -> SmallVector<Value> {
-                                   return {e.fmax(acc[0], e.load(pm, {j, i, c}))};
-                                 })[0];
+        Value mLocal =
+            e.forLoop(e.lane(), chunks, e.idx(kWarp), ValueRange{ninf},
+                      [&](G &e, Value c, ValueRange acc) -> SmallVector<Value> {
+                        return {e.fmax(acc[0], e.load(pm, {j, i, c}))};
+                      })[0];
         Value mAll = e.warpMax(mLocal);
         auto weightOf = [&](G &e, Value c) {
           Value mc = e.load(pm, {j, i, c});
@@ -1180,11 +960,12 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
           Value w = e.exp(e.fsub(mc, mAll));
           return e.select(empty, zero, w);
         };
-        Value zLocal = e.forLoop(e.lane(), chunks, e.idx(kWarp), ValueRange{zero},
-                                 [&](G &e, Value c, ValueRange acc) -> SmallVector<Value> {
-                                   Value w = weightOf(e, c);
-                                   return {e.fadd(acc[0], e.fmul(w, e.load(pz, {j, i, c})))};
-                                 })[0];
+        Value zLocal = e.forLoop(
+            e.lane(), chunks, e.idx(kWarp), ValueRange{zero},
+            [&](G &e, Value c, ValueRange acc) -> SmallVector<Value> {
+              Value w = weightOf(e, c);
+              return {e.fadd(acc[0], e.fmul(w, e.load(pz, {j, i, c})))};
+            })[0];
         Value zAll = e.warpSum(zLocal);
         Value isEmpty = e.fcmp(arith::CmpFPredicate::OEQ, zAll, zero);
         Value inv = e.fdiv(e.f32(1.0), e.select(isEmpty, e.f32(1.0), zAll));
@@ -1219,19 +1000,7 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
 struct ConvertKVCacheToGPUPass
     : kvmerge::impl::ConvertKVCacheToGPUBase<ConvertKVCacheToGPUPass> {
   void runOnOperation() override {
-    SmallVector<Operation *> ops;
-    getOperation()->walk([&](Operation *op) {
-      if (isa<KVCacheDialect>(op->getDialect()))
-        ops.push_back(op);
-    });
-    IRRewriter rewriter(&getContext());
-    for (Operation *op : ops) {
-      rewriter.setInsertionPoint(op);
-      if (auto compress = dyn_cast<CompressOp>(op)) {
-        compress.emitOpError()
-            << "must be decomposed first (run kvmerge-decompose-compress)";
-        return signalPassFailure();
-      }
+    auto lower = [](Operation *op, RewriterBase &rewriter) {
       // Ops without a GPU mapping stay for convert-kvcache-to-loops.
       llvm::TypeSwitch<Operation *, bool>(op)
           .Case([&](SimilarityOp o) { return lowerSimilarity(o, rewriter); })
@@ -1240,7 +1009,9 @@ struct ConvertKVCacheToGPUPass
           .Case([&](MergeOp o) { return lowerMerge(o, rewriter); })
           .Case([&](AttentionOp o) { return lowerAttention(o, rewriter); })
           .Default([](Operation *) { return false; });
-    }
+    };
+    if (failed(lowerKVCacheOps(getOperation(), lower)))
+      signalPassFailure();
   }
 };
 
@@ -1266,9 +1037,9 @@ struct HideLaunchesPass
                        "without clusters or dynamic shared memory");
         return signalPassFailure();
       }
-      SmallVector<Value> operands = {
-          op.getGridSizeX(),  op.getGridSizeY(),  op.getGridSizeZ(),
-          op.getBlockSizeX(), op.getBlockSizeY(), op.getBlockSizeZ()};
+      SmallVector<Value> operands = {op.getGridSizeX(),  op.getGridSizeY(),
+                                     op.getGridSizeZ(),  op.getBlockSizeX(),
+                                     op.getBlockSizeY(), op.getBlockSizeZ()};
       llvm::append_range(operands, op.getKernelOperands());
       OpBuilder builder(module.getBodyRegion());
       builder.setInsertionPointToStart(module.getBody());
@@ -1301,8 +1072,8 @@ struct RestoreLaunchesPass
     llvm::SetVector<StringRef> decls;
     for (func::CallOp call : calls) {
       auto kernel = call->getAttrOfType<SymbolRefAttr>(kKernelAttr);
-      auto func = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
-          call, kernel);
+      auto func =
+          SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(call, kernel);
       if (!func || call.getNumOperands() < 6) {
         call.emitOpError("kvmerge-gpu-restore-launches: unknown kernel ")
             << kernel;
@@ -1311,8 +1082,7 @@ struct RestoreLaunchesPass
       OpBuilder builder(call);
       ValueRange ops = call.getOperands();
       gpu::LaunchFuncOp::create(
-          builder, call.getLoc(), func,
-          gpu::KernelDim3{ops[0], ops[1], ops[2]},
+          builder, call.getLoc(), func, gpu::KernelDim3{ops[0], ops[1], ops[2]},
           gpu::KernelDim3{ops[3], ops[4], ops[5]},
           /*dynamicSharedMemorySize=*/Value(), ops.drop_front(6));
       decls.insert(call.getCallee());
@@ -1380,8 +1150,8 @@ struct StageBuffersPass
   /// Kernel argument indices the kernel may write.
   static llvm::SmallDenseSet<unsigned> writtenArguments(gpu::LaunchFuncOp op) {
     llvm::SmallDenseSet<unsigned> written;
-    auto func =
-        SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(op, op.getKernel());
+    auto func = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
+        op, op.getKernel());
     if (!func) {
       // Unknown body: assume every memref is written.
       for (auto [i, v] : llvm::enumerate(op.getKernelOperands()))
@@ -1455,12 +1225,11 @@ struct StageBuffersPass
       // (function arguments, buffers the host reads or wrote) has host
       // contents that matter.
       Operation *def = host.getDefiningOp();
-      bool hostUse =
-          !def || !isa<memref::AllocOp>(def) ||
-          llvm::any_of(host.getUsers(), [&](Operation *user) {
-            return !launchSet.contains(user) &&
-                   !isa<memref::DeallocOp, memref::DimOp>(user);
-          });
+      bool hostUse = !def || !isa<memref::AllocOp>(def) ||
+                     llvm::any_of(host.getUsers(), [&](Operation *user) {
+                       return !launchSet.contains(user) &&
+                              !isa<memref::DeallocOp, memref::DimOp>(user);
+                     });
       SmallVector<Value> dyn;
       for (int64_t i = 0; i < type.getRank(); ++i)
         if (type.isDynamicDim(i))

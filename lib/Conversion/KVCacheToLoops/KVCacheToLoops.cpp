@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Common/LoopEmitter.h"
 #include "kvmerge/Conversion/Passes.h"
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
 
@@ -28,6 +29,7 @@ namespace kvmerge {
 
 using namespace mlir;
 using namespace kvmerge::kvcache;
+using namespace kvmerge::conversion;
 
 namespace {
 
@@ -35,294 +37,29 @@ namespace {
 constexpr int64_t kScanChunk = 1024;
 
 //===----------------------------------------------------------------------===//
-// Emitter: a thin layer over ImplicitLocOpBuilder for loop code.
+// Emitter: the shared loop emitter (see lib/Conversion/Common/LoopEmitter.h).
 //===----------------------------------------------------------------------===//
 
-struct Emitter {
-  ImplicitLocOpBuilder b;
-  arith::FastMathFlagsAttr fm;
-
-  Emitter(OpBuilder &builder, Location loc)
-      : b(loc, builder),
-        fm(arith::FastMathFlagsAttr::get(builder.getContext(),
-                                         arith::FastMathFlags::reassoc |
-                                             arith::FastMathFlags::contract)) {}
-
-  // Constants.
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, v, 32); }
-  Value flt(double v, Type t) {
-    return arith::ConstantOp::create(b, b.getFloatAttr(t, v));
-  }
-
-  // Index/integer arithmetic.
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value divu(Value x, Value y) { return arith::DivUIOp::create(b, x, y); }
-  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
-    return arith::CmpIOp::create(b, p, x, y);
-  }
-  Value select(Value c, Value x, Value y) {
-    return arith::SelectOp::create(b, c, x, y);
-  }
-  Value minS(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
-  Value maxS(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
-  Value toIndex(Value v) {
-    return arith::IndexCastOp::create(b, b.getIndexType(), v);
-  }
-  Value toI32(Value v) {
-    return arith::IndexCastOp::create(b, b.getI32Type(), v);
-  }
-  Value ext32(Value i1) {
-    return arith::ExtUIOp::create(b, b.getI32Type(), i1);
-  }
-
-  // Floating point (reductions may be reassociated).
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, x, y, fm); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, x, y, fm); }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, x, y, fm); }
-  Value fdiv(Value x, Value y) { return arith::DivFOp::create(b, x, y); }
-  Value fcmp(arith::CmpFPredicate p, Value x, Value y) {
-    return arith::CmpFOp::create(b, p, x, y);
-  }
-  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
-  Value exp(Value x) { return math::ExpOp::create(b, x); }
-  Value sqrt(Value x) { return math::SqrtOp::create(b, x); }
-  Value log(Value x) { return math::LogOp::create(b, x); }
-  /// Converts a float between storage and compute types.
-  Value convert(Value v, Type to) {
-    Type from = v.getType();
-    if (from == to)
-      return v;
-    if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
-      return arith::ExtFOp::create(b, to, v);
-    return arith::TruncFOp::create(b, to, v);
-  }
-  Value siToF(Value v, Type t) {
-    return arith::SIToFPOp::create(
-        b, t, arith::IndexCastOp::create(b, b.getI64Type(), v));
-  }
-
-  // Memory.
-  Value load(Value mem, ValueRange ivs) {
-    return memref::LoadOp::create(b, mem, ivs);
-  }
-  void store(Value v, Value mem, ValueRange ivs) {
-    memref::StoreOp::create(b, v, mem, ivs);
-  }
-  Value dim(Value mem, int64_t i) { return memref::DimOp::create(b, mem, i); }
-  /// A fresh buffer of `shape` (dynamic entries from `dynSizes`, in order).
-  Value alloc(ArrayRef<int64_t> shape, Type elt, ValueRange dynSizes) {
-    return memref::AllocOp::create(b, MemRefType::get(shape, elt), dynSizes);
-  }
-  Value allocLike(Type tensorType, ValueRange sizes) {
-    auto rt = llvm::cast<RankedTensorType>(tensorType);
-    SmallVector<Value> dyn;
-    for (int64_t i = 0; i < rt.getRank(); ++i)
-      if (rt.isDynamicDim(i))
-        dyn.push_back(sizes[i]);
-    return alloc(rt.getShape(), rt.getElementType(), dyn);
-  }
-
-  // Control flow.
-  using LoopBody = function_ref<void(Emitter &, Value)>;
-  void forLoop(Value lb, Value ub, LoopBody body) {
-    scf::ForOp::create(b, lb, ub, idx(1), ValueRange{},
-                       [&](OpBuilder &nb, Location l, Value iv, ValueRange) {
-                         Emitter e(nb, l);
-                         body(e, iv);
-                         scf::YieldOp::create(e.b);
-                       });
-  }
-  using IterBody =
-      function_ref<SmallVector<Value>(Emitter &, Value, ValueRange)>;
-  SmallVector<Value> forLoop(Value lb, Value ub, ValueRange init,
-                             IterBody body) {
-    auto loop = scf::ForOp::create(
-        b, lb, ub, idx(1), init,
-        [&](OpBuilder &nb, Location l, Value iv, ValueRange args) {
-          Emitter e(nb, l);
-          scf::YieldOp::create(e.b, body(e, iv, args));
-        });
-    return SmallVector<Value>(loop.getResults());
-  }
-  using ParBody = function_ref<void(Emitter &, ValueRange)>;
-  void parallel(ValueRange lbs, ValueRange ubs, ParBody body) {
-    SmallVector<Value> steps(lbs.size(), idx(1));
-    scf::ParallelOp::create(b, lbs, ubs, steps,
-                            [&](OpBuilder &nb, Location l, ValueRange ivs) {
-                              Emitter e(nb, l);
-                              body(e, ivs);
-                            });
-  }
-  /// Parallel count of `pred` over [lb, ub), as an i32.
-  Value count(Value lb, Value ub, function_ref<Value(Emitter &, Value)> pred) {
-    Value zero = i32(0);
-    auto par = scf::ParallelOp::create(
-        b, ValueRange{lb}, ValueRange{ub}, ValueRange{idx(1)}, ValueRange{zero},
-        [&](OpBuilder &nb, Location l, ValueRange ivs, ValueRange) {
-          Emitter e(nb, l);
-          Value one = e.ext32(pred(e, ivs[0]));
-          auto reduce = scf::ReduceOp::create(e.b, ValueRange{one});
-          // The builder made the combiner block (lhs, rhs); fill it.
-          Block &block = reduce.getReductions()[0].front();
-          Value lhs = block.getArgument(0), rhs = block.getArgument(1);
-          e.b.setInsertionPointToStart(&block);
-          scf::ReduceReturnOp::create(e.b, e.add(lhs, rhs));
-        });
-    return par.getResult(0);
-  }
-  void ifThen(Value cond, function_ref<void(Emitter &)> then) {
-    scf::IfOp::create(b, cond, [&](OpBuilder &nb, Location l) {
-      Emitter e(nb, l);
-      then(e);
-      scf::YieldOp::create(e.b);
-    });
-  }
-  void ifThenElse(Value cond, function_ref<void(Emitter &)> then,
-                  function_ref<void(Emitter &)> otherwise) {
-    scf::IfOp::create(
-        b, cond,
-        [&](OpBuilder &nb, Location l) {
-          Emitter e(nb, l);
-          then(e);
-          scf::YieldOp::create(e.b);
-        },
-        [&](OpBuilder &nb, Location l) {
-          Emitter e(nb, l);
-          otherwise(e);
-          scf::YieldOp::create(e.b);
-        });
-  }
-  using ValuesBody = function_ref<SmallVector<Value>(Emitter &)>;
-  SmallVector<Value> ifElse(Value cond, ValuesBody then, ValuesBody otherwise) {
-    auto op = scf::IfOp::create(
-        b, cond,
-        [&](OpBuilder &nb, Location l) {
-          Emitter e(nb, l);
-          scf::YieldOp::create(e.b, then(e));
-        },
-        [&](OpBuilder &nb, Location l) {
-          Emitter e(nb, l);
-          scf::YieldOp::create(e.b, otherwise(e));
-        });
-    return SmallVector<Value>(op.getResults());
-  }
-  // Bridges between tensors and buffers.
-  Value toBuffer(Value tensor) {
-    auto rt = llvm::cast<RankedTensorType>(tensor.getType());
-    return bufferization::ToBufferOp::create(
-        b, MemRefType::get(rt.getShape(), rt.getElementType()), tensor,
-        /*read_only=*/true);
-  }
-  Value toTensor(Value buffer, Type tensorType) {
-    return bufferization::ToTensorOp::create(b, tensorType, buffer,
-                                             /*restrict=*/true,
-                                             /*writable=*/true);
-  }
+struct Emitter : LoopEmitterBase<Emitter> {
+  using LoopEmitterBase::LoopEmitterBase;
+  Emitter nested(OpBuilder &nb, Location l) { return Emitter(nb, l); }
 };
-
-/// f64 storage computes in f64; everything else accumulates in f32.
-Type computeType(Type storage) {
-  return storage.isF64() ? storage : Float32Type::get(storage.getContext());
-}
-
-Type elementType(Value v) {
-  return cast<ShapedType>(v.getType()).getElementType();
-}
 
 //===----------------------------------------------------------------------===//
 // Shared algorithms
 //===----------------------------------------------------------------------===//
 
-/// Order-preserving unsigned key of an f32 (`-0.0` maps like `+0.0`, so
-/// equal floats have equal keys): `a < b` iff `key(a) <u key(b)`.
-Value orderedKey(Emitter &e, Value f) {
-  Value zero = e.flt(0.0, f.getType());
-  Value isZero = e.fcmp(arith::CmpFPredicate::OEQ, f, zero);
-  f = e.select(isZero, zero, f);
-  Value bits = arith::BitcastOp::create(e.b, e.b.getI32Type(), f);
-  Value neg = e.cmp(arith::CmpIPredicate::slt, bits, e.i32(0));
-  Value flipAll = arith::XOrIOp::create(e.b, bits, e.i32(-1));
-  Value flipSign = arith::XOrIOp::create(
-      e.b, bits, e.i32(static_cast<int32_t>(0x80000000u)));
-  return e.select(neg, flipAll, flipSign);
-}
-
-/// A selection of the `k` smallest keys of a range, ties broken by a rank
-/// (the token index, or its mirror): an item is selected iff
-/// `key <u threshold || (key == threshold && rank <= rankLimit)`.
-struct Selection {
-  Value threshold; // i32, compared unsigned
-  Value rankLimit; // index, compared signed
-};
-
-/// Finds the selection of the `k` (index) smallest keys over tokens
-/// [lb, ub). `keyOf(t)` gives a token's key and `rankOf(t)` its tie rank
-/// (distinct per token, smaller = selected first). Two bitwise binary
-/// searches, each step one parallel count: the k-th smallest key, then the
-/// rank of the last selected item among the keys equal to it.
+/// The selection of the `k` smallest keys over tokens [lb, ub) (see
+/// kvmerge::conversion::selectSmallest); each search step is one parallel
+/// count.
 Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
-                         function_ref<Value(Emitter &, Value)> keyOf,
-                         function_ref<Value(Emitter &, Value)> rankOf) {
-  Value kI32 = e.toI32(k);
-  // threshold = max{v : #(key <u v) < k}: the k-th smallest key.
-  Value threshold = e.forLoop(
-      e.idx(0), e.idx(32), ValueRange{e.i32(0)},
-      [&](Emitter &e, Value iv, ValueRange args) -> SmallVector<Value> {
-        Value shift = e.sub(e.i32(31), e.toI32(iv));
-        Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
-        Value trial = arith::OrIOp::create(e.b, args[0], bit);
-        Value below = e.count(lb, ub, [&](Emitter &e, Value t) {
-          return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), trial);
-        });
-        Value ok = e.cmp(arith::CmpIPredicate::slt, below, kI32);
-        return {e.select(ok, trial, args[0])};
-      })[0];
-  Value less = e.count(lb, ub, [&](Emitter &e, Value t) {
-    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), threshold);
-  });
-  Value equal = e.count(lb, ub, [&](Emitter &e, Value t) {
-    return e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
-  });
-  Value need = e.sub(kI32, less);
-  // All equal keys selected: no rank search needed.
-  Value allEqual = e.cmp(arith::CmpIPredicate::sge, need, equal);
-  Value rankLimit = e.ifElse(
-      allEqual,
-      [&](Emitter &e) -> SmallVector<Value> {
-        return {e.idx(std::numeric_limits<int32_t>::max())};
+                         Emitter::Pred keyOf, Emitter::Pred rankOf) {
+  return kvmerge::conversion::selectSmallest<Emitter>(
+      e, lb, ub, k,
+      [](Emitter &e, Value from, Value to, Emitter::Pred pred) {
+        return e.count(from, to, pred);
       },
-      [&](Emitter &e) -> SmallVector<Value> {
-        // rankLimit = max{r : #(key == threshold && rank < r) < need}.
-        Value r = e.forLoop(
-            e.idx(0), e.idx(31), ValueRange{e.i32(0)},
-            [&](Emitter &e, Value iv, ValueRange args) -> SmallVector<Value> {
-              Value shift = e.sub(e.i32(30), e.toI32(iv));
-              Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
-              Value trial = arith::OrIOp::create(e.b, args[0], bit);
-              Value trialIdx = e.toIndex(trial);
-              Value before = e.count(lb, ub, [&](Emitter &e, Value t) {
-                Value eq =
-                    e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
-                Value lt =
-                    e.cmp(arith::CmpIPredicate::slt, rankOf(e, t), trialIdx);
-                return arith::AndIOp::create(e.b, eq, lt).getResult();
-              });
-              Value ok = e.cmp(arith::CmpIPredicate::slt, before, need);
-              return {e.select(ok, trial, args[0])};
-            })[0];
-        return {e.toIndex(r)};
-      })[0];
-  return {threshold, rankLimit};
-}
-
-Value isSelected(Emitter &e, const Selection &s, Value key, Value rank) {
-  Value lt = e.cmp(arith::CmpIPredicate::ult, key, s.threshold);
-  Value eq = e.cmp(arith::CmpIPredicate::eq, key, s.threshold);
-  Value inRank = e.cmp(arith::CmpIPredicate::sle, rank, s.rankLimit);
-  return arith::OrIOp::create(e.b, lt, arith::AndIOp::create(e.b, eq, inRank));
+      keyOf, rankOf);
 }
 
 /// Two-level exclusive prefix scan of 0/1 flags over tokens [lb, ub):
@@ -368,18 +105,6 @@ void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
                 return {e.add(args[0], f)};
               });
   });
-}
-
-/// The token regions of one head: `[0, sink)`, middle `[sink, recentStart)`,
-/// recent `[recentStart, L)`, clamped for caches shorter than
-/// `sink + recent` (only possible with dynamic lengths).
-struct Regions {
-  Value sink, middleLen, recentStart;
-};
-Regions regions(Emitter &e, Value length, int64_t sink, int64_t recent) {
-  Value s = e.minS(e.idx(sink), length);
-  Value m = e.maxS(e.sub(e.sub(length, s), e.idx(recent)), e.idx(0));
-  return {s, m, e.add(s, m)};
 }
 
 //===----------------------------------------------------------------------===//
@@ -876,11 +601,11 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
       rt.isDynamicDim(1)
           ? tensor::DimOp::create(e.b, op.getKeysInit(), 1).getResult()
           : e.idx(rt.getDimSize(1));
-  MergeContext m =
-      makeMergeContext(e, keys, values, e.toBuffer(op.getScores()), kt,
-                       elementType(op.getValues()),
-                       llvm::to_vector(TypeRange(op->getResultTypes()).take_front(5)),
-                       capacity, op.getSigmaOrDefault());
+  MergeContext m = makeMergeContext(
+      e, keys, values, e.toBuffer(op.getScores()), kt,
+      elementType(op.getValues()),
+      llvm::to_vector(TypeRange(op->getResultTypes()).take_front(5)), capacity,
+      op.getSigmaOrDefault());
   Value h = e.dim(keys, 0);
   Value links = e.maxS(e.sub(m.l, e.idx(1)), e.idx(0));
   Value sim = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
@@ -1113,19 +838,7 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
 struct ConvertKVCacheToLoopsPass
     : kvmerge::impl::ConvertKVCacheToLoopsBase<ConvertKVCacheToLoopsPass> {
   void runOnOperation() override {
-    SmallVector<Operation *> ops;
-    getOperation()->walk([&](Operation *op) {
-      if (isa<KVCacheDialect>(op->getDialect()))
-        ops.push_back(op);
-    });
-    IRRewriter rewriter(&getContext());
-    for (Operation *op : ops) {
-      rewriter.setInsertionPoint(op);
-      if (auto compress = dyn_cast<CompressOp>(op)) {
-        compress.emitOpError()
-            << "must be decomposed first (run kvmerge-decompose-compress)";
-        return signalPassFailure();
-      }
+    auto lower = [](Operation *op, RewriterBase &rewriter) {
       llvm::TypeSwitch<Operation *>(op)
           .Case([&](SimilarityOp o) { lowerSimilarity(o, rewriter); })
           .Case([&](MergeSetsOp o) { lowerMergeSets(o, rewriter); })
@@ -1136,7 +849,9 @@ struct ConvertKVCacheToLoopsPass
             lowerAccumulatedScores(o, rewriter);
           })
           .Case([&](AttentionOp o) { lowerAttention(o, rewriter); });
-    }
+    };
+    if (failed(lowerKVCacheOps(getOperation(), lower)))
+      signalPassFailure();
   }
 };
 

@@ -1,0 +1,416 @@
+//===- LoopEmitter.h - Shared emitter for the kvcache lowerings -*- C++ -*-===//
+//
+// The builder layer and the shared algorithm pieces of
+// convert-kvcache-to-loops and convert-kvcache-to-gpu. `LoopEmitterBase` is a
+// CRTP base over ImplicitLocOpBuilder: scalar, memref and bufferization
+// helpers plus scf control flow whose bodies get a `Derived &` made by
+// `Derived::nested(OpBuilder &, Location)`, so derived emitters (the GPU one
+// carries thread ids) are passed into nested regions. Private to
+// lib/Conversion.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KVMERGE_LIB_CONVERSION_COMMON_LOOPEMITTER_H
+#define KVMERGE_LIB_CONVERSION_COMMON_LOOPEMITTER_H
+
+#include "kvmerge/Dialect/KVCache/IR/KVCache.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/PatternMatch.h"
+
+#include <cstdint>
+#include <limits>
+
+namespace kvmerge::conversion {
+
+//===----------------------------------------------------------------------===//
+// LoopEmitterBase: a thin layer over ImplicitLocOpBuilder for loop code.
+//===----------------------------------------------------------------------===//
+
+template <typename Derived> struct LoopEmitterBase {
+  using Value = mlir::Value;
+  using ValueRange = mlir::ValueRange;
+  using Type = mlir::Type;
+  using Values = llvm::SmallVector<Value>;
+
+  mlir::ImplicitLocOpBuilder b;
+  mlir::arith::FastMathFlagsAttr fm;
+
+  LoopEmitterBase(mlir::OpBuilder &builder, mlir::Location loc)
+      : b(loc, builder),
+        fm(mlir::arith::FastMathFlagsAttr::get(
+            builder.getContext(), mlir::arith::FastMathFlags::reassoc |
+                                      mlir::arith::FastMathFlags::contract)) {}
+
+  // Constants.
+  Value idx(int64_t v) { return mlir::arith::ConstantIndexOp::create(b, v); }
+  Value i32(int64_t v) { return mlir::arith::ConstantIntOp::create(b, v, 32); }
+  Value flt(double v, Type t) {
+    return mlir::arith::ConstantOp::create(b, b.getFloatAttr(t, v));
+  }
+  Value f32(double v) { return flt(v, b.getF32Type()); }
+
+  // Index/integer arithmetic.
+  Value add(Value x, Value y) { return mlir::arith::AddIOp::create(b, x, y); }
+  Value sub(Value x, Value y) { return mlir::arith::SubIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return mlir::arith::MulIOp::create(b, x, y); }
+  Value divu(Value x, Value y) { return mlir::arith::DivUIOp::create(b, x, y); }
+  Value remu(Value x, Value y) { return mlir::arith::RemUIOp::create(b, x, y); }
+  Value ceilDiv(Value x, Value y) { return divu(add(x, sub(y, idx(1))), y); }
+  Value cmp(mlir::arith::CmpIPredicate p, Value x, Value y) {
+    return mlir::arith::CmpIOp::create(b, p, x, y);
+  }
+  Value select(Value c, Value x, Value y) {
+    return mlir::arith::SelectOp::create(b, c, x, y);
+  }
+  Value andI(Value x, Value y) { return mlir::arith::AndIOp::create(b, x, y); }
+  Value orI(Value x, Value y) { return mlir::arith::OrIOp::create(b, x, y); }
+  Value minS(Value x, Value y) { return mlir::arith::MinSIOp::create(b, x, y); }
+  Value maxS(Value x, Value y) { return mlir::arith::MaxSIOp::create(b, x, y); }
+  Value toIndex(Value v) {
+    return mlir::arith::IndexCastOp::create(b, b.getIndexType(), v);
+  }
+  Value toI32(Value v) {
+    return mlir::arith::IndexCastOp::create(b, b.getI32Type(), v);
+  }
+  Value ext32(Value i1) {
+    return mlir::arith::ExtUIOp::create(b, b.getI32Type(), i1);
+  }
+
+  // Floating point (reductions may be reassociated).
+  Value fadd(Value x, Value y) {
+    return mlir::arith::AddFOp::create(b, x, y, fm);
+  }
+  Value fsub(Value x, Value y) {
+    return mlir::arith::SubFOp::create(b, x, y, fm);
+  }
+  Value fmul(Value x, Value y) {
+    return mlir::arith::MulFOp::create(b, x, y, fm);
+  }
+  Value fdiv(Value x, Value y) { return mlir::arith::DivFOp::create(b, x, y); }
+  Value fneg(Value x) { return mlir::arith::NegFOp::create(b, x); }
+  Value fcmp(mlir::arith::CmpFPredicate p, Value x, Value y) {
+    return mlir::arith::CmpFOp::create(b, p, x, y);
+  }
+  Value fmax(Value x, Value y) {
+    return mlir::arith::MaximumFOp::create(b, x, y);
+  }
+  Value exp(Value x) { return mlir::math::ExpOp::create(b, x); }
+  Value sqrt(Value x) { return mlir::math::SqrtOp::create(b, x); }
+  Value log(Value x) { return mlir::math::LogOp::create(b, x); }
+  /// Converts a float between storage and compute types.
+  Value convert(Value v, Type to) {
+    Type from = v.getType();
+    if (from == to)
+      return v;
+    if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
+      return mlir::arith::ExtFOp::create(b, to, v);
+    return mlir::arith::TruncFOp::create(b, to, v);
+  }
+  Value siToF(Value v, Type t) {
+    return mlir::arith::SIToFPOp::create(
+        b, t, mlir::arith::IndexCastOp::create(b, b.getI64Type(), v));
+  }
+
+  // Memory.
+  Value load(Value mem, ValueRange ivs) {
+    return mlir::memref::LoadOp::create(b, mem, ivs);
+  }
+  void store(Value v, Value mem, ValueRange ivs) {
+    mlir::memref::StoreOp::create(b, v, mem, ivs);
+  }
+  Value dim(Value mem, int64_t i) {
+    return mlir::memref::DimOp::create(b, mem, i);
+  }
+  /// A fresh buffer of `shape` (dynamic entries from `dynSizes`, in order).
+  Value alloc(llvm::ArrayRef<int64_t> shape, Type elt, ValueRange dynSizes) {
+    return mlir::memref::AllocOp::create(b, mlir::MemRefType::get(shape, elt),
+                                         dynSizes);
+  }
+  Value allocLike(Type tensorType, ValueRange sizes) {
+    auto rt = llvm::cast<mlir::RankedTensorType>(tensorType);
+    Values dyn;
+    for (int64_t i = 0; i < rt.getRank(); ++i)
+      if (rt.isDynamicDim(i))
+        dyn.push_back(sizes[i]);
+    return alloc(rt.getShape(), rt.getElementType(), dyn);
+  }
+
+  // Bridges between tensors and buffers.
+  Value toBuffer(Value tensor) {
+    auto rt = llvm::cast<mlir::RankedTensorType>(tensor.getType());
+    return mlir::bufferization::ToBufferOp::create(
+        b, mlir::MemRefType::get(rt.getShape(), rt.getElementType()), tensor,
+        /*read_only=*/true);
+  }
+  Value toTensor(Value buffer, Type tensorType) {
+    return mlir::bufferization::ToTensorOp::create(b, tensorType, buffer,
+                                                   /*restrict=*/true,
+                                                   /*writable=*/true);
+  }
+
+  // Control flow. Bodies get an emitter of the derived type at the start of
+  // the new region.
+  using Pred = llvm::function_ref<Value(Derived &, Value)>;
+  using LoopBody = llvm::function_ref<void(Derived &, Value)>;
+  using IterBody = llvm::function_ref<Values(Derived &, Value, ValueRange)>;
+  using ParBody = llvm::function_ref<void(Derived &, ValueRange)>;
+  using Body = llvm::function_ref<void(Derived &)>;
+  using ValuesBody = llvm::function_ref<Values(Derived &)>;
+  /// An i32 count of a predicate over [lb, ub), e.g. `count` below.
+  using CountFn = llvm::function_ref<Value(Derived &, Value, Value, Pred)>;
+
+  void forLoop(Value lb, Value ub, Value step, LoopBody body) {
+    mlir::scf::ForOp::create(
+        b, lb, ub, step, ValueRange{},
+        [&](mlir::OpBuilder &nb, mlir::Location l, Value iv, ValueRange) {
+          Derived e = derived().nested(nb, l);
+          body(e, iv);
+          mlir::scf::YieldOp::create(e.b);
+        });
+  }
+  void forLoop(Value lb, Value ub, LoopBody body) {
+    forLoop(lb, ub, idx(1), body);
+  }
+  Values forLoop(Value lb, Value ub, Value step, ValueRange init,
+                 IterBody body) {
+    auto loop = mlir::scf::ForOp::create(
+        b, lb, ub, step, init,
+        [&](mlir::OpBuilder &nb, mlir::Location l, Value iv, ValueRange args) {
+          Derived e = derived().nested(nb, l);
+          mlir::scf::YieldOp::create(e.b, body(e, iv, args));
+        });
+    return Values(loop.getResults());
+  }
+  Values forLoop(Value lb, Value ub, ValueRange init, IterBody body) {
+    return forLoop(lb, ub, idx(1), init, body);
+  }
+  void parallel(ValueRange lbs, ValueRange ubs, ParBody body) {
+    Values steps(lbs.size(), idx(1));
+    mlir::scf::ParallelOp::create(
+        b, lbs, ubs, steps,
+        [&](mlir::OpBuilder &nb, mlir::Location l, ValueRange ivs) {
+          Derived e = derived().nested(nb, l);
+          body(e, ivs);
+        });
+  }
+  /// Parallel count of `pred` over [lb, ub), as an i32.
+  Value count(Value lb, Value ub, Pred pred) {
+    Value zero = i32(0);
+    auto par = mlir::scf::ParallelOp::create(
+        b, ValueRange{lb}, ValueRange{ub}, ValueRange{idx(1)}, ValueRange{zero},
+        [&](mlir::OpBuilder &nb, mlir::Location l, ValueRange ivs, ValueRange) {
+          Derived e = derived().nested(nb, l);
+          Value one = e.ext32(pred(e, ivs[0]));
+          auto reduce = mlir::scf::ReduceOp::create(e.b, ValueRange{one});
+          // The builder made the combiner block (lhs, rhs); fill it.
+          mlir::Block &block = reduce.getReductions()[0].front();
+          Value lhs = block.getArgument(0), rhs = block.getArgument(1);
+          e.b.setInsertionPointToStart(&block);
+          mlir::scf::ReduceReturnOp::create(e.b, e.add(lhs, rhs));
+        });
+    return par.getResult(0);
+  }
+  void ifThen(Value cond, Body then) {
+    mlir::scf::IfOp::create(b, cond,
+                            [&](mlir::OpBuilder &nb, mlir::Location l) {
+                              Derived e = derived().nested(nb, l);
+                              then(e);
+                              mlir::scf::YieldOp::create(e.b);
+                            });
+  }
+  void ifThenElse(Value cond, Body then, Body otherwise) {
+    mlir::scf::IfOp::create(
+        b, cond,
+        [&](mlir::OpBuilder &nb, mlir::Location l) {
+          Derived e = derived().nested(nb, l);
+          then(e);
+          mlir::scf::YieldOp::create(e.b);
+        },
+        [&](mlir::OpBuilder &nb, mlir::Location l) {
+          Derived e = derived().nested(nb, l);
+          otherwise(e);
+          mlir::scf::YieldOp::create(e.b);
+        });
+  }
+  Values ifElse(Value cond, ValuesBody then, ValuesBody otherwise) {
+    auto op = mlir::scf::IfOp::create(
+        b, cond,
+        [&](mlir::OpBuilder &nb, mlir::Location l) {
+          Derived e = derived().nested(nb, l);
+          mlir::scf::YieldOp::create(e.b, then(e));
+        },
+        [&](mlir::OpBuilder &nb, mlir::Location l) {
+          Derived e = derived().nested(nb, l);
+          mlir::scf::YieldOp::create(e.b, otherwise(e));
+        });
+    return Values(op.getResults());
+  }
+
+private:
+  Derived &derived() { return static_cast<Derived &>(*this); }
+};
+
+//===----------------------------------------------------------------------===//
+// Shared algorithm pieces
+//===----------------------------------------------------------------------===//
+
+/// f64 storage computes in f64; everything else accumulates in f32.
+inline mlir::Type computeType(mlir::Type storage) {
+  return storage.isF64() ? storage
+                         : mlir::Float32Type::get(storage.getContext());
+}
+
+inline mlir::Type elementType(mlir::Value v) {
+  return llvm::cast<mlir::ShapedType>(v.getType()).getElementType();
+}
+
+/// Order-preserving unsigned key of an f32 (`-0.0` maps like `+0.0`, so
+/// equal floats have equal keys): `a < b` iff `key(a) <u key(b)`.
+template <typename E> mlir::Value orderedKey(E &e, mlir::Value f) {
+  using namespace mlir;
+  Value zero = e.flt(0.0, f.getType());
+  Value isZero = e.fcmp(arith::CmpFPredicate::OEQ, f, zero);
+  f = e.select(isZero, zero, f);
+  Value bits = arith::BitcastOp::create(e.b, e.b.getI32Type(), f);
+  Value neg = e.cmp(arith::CmpIPredicate::slt, bits, e.i32(0));
+  Value flipAll = arith::XOrIOp::create(e.b, bits, e.i32(-1));
+  Value flipSign = arith::XOrIOp::create(
+      e.b, bits, e.i32(static_cast<int32_t>(0x80000000u)));
+  return e.select(neg, flipAll, flipSign);
+}
+
+/// A selection of the `k` smallest keys of a range, ties broken by a rank
+/// (the token index, or its mirror): an item is selected iff
+/// `key <u threshold || (key == threshold && rank <= rankLimit)`.
+struct Selection {
+  mlir::Value threshold; // i32, compared unsigned
+  mlir::Value rankLimit; // index, compared signed
+};
+
+/// Finds the selection of the `k` (index) smallest keys over tokens
+/// [lb, ub). `keyOf(t)` gives a token's key and `rankOf(t)` its tie rank
+/// (distinct per token, smaller = selected first). Two bitwise binary
+/// searches, each step one `count(e, lb, ub, pred)` (an i32 count of `pred`
+/// over [lb, ub), e.g. a parallel loop or a block-wide count): the k-th
+/// smallest key, then the rank of the last selected item among the keys
+/// equal to it. All counts are uniform over the emitted loops.
+template <typename E>
+Selection selectSmallest(E &e, mlir::Value lb, mlir::Value ub, mlir::Value k,
+                         typename E::CountFn count, typename E::Pred keyOf,
+                         typename E::Pred rankOf) {
+  using namespace mlir;
+  using Values = SmallVector<Value>;
+  Value kI32 = e.toI32(k);
+  // threshold = max{v : #(key <u v) < k}: the k-th smallest key.
+  Value threshold =
+      e.forLoop(e.idx(0), e.idx(32), ValueRange{e.i32(0)},
+                [&](E &e, Value iv, ValueRange args) -> Values {
+                  Value shift = e.sub(e.i32(31), e.toI32(iv));
+                  Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
+                  Value trial = e.orI(args[0], bit);
+                  Value below = count(e, lb, ub, [&](E &e, Value t) {
+                    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), trial);
+                  });
+                  Value ok = e.cmp(arith::CmpIPredicate::slt, below, kI32);
+                  return {e.select(ok, trial, args[0])};
+                })[0];
+  Value less = count(e, lb, ub, [&](E &e, Value t) {
+    return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), threshold);
+  });
+  Value equal = count(e, lb, ub, [&](E &e, Value t) {
+    return e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
+  });
+  Value need = e.sub(kI32, less);
+  // All equal keys selected: no rank search needed.
+  Value allEqual = e.cmp(arith::CmpIPredicate::sge, need, equal);
+  Value rankLimit = e.ifElse(
+      allEqual,
+      [&](E &e) -> Values {
+        return {e.idx(std::numeric_limits<int32_t>::max())};
+      },
+      [&](E &e) -> Values {
+        // rankLimit = max{r : #(key == threshold && rank < r) < need}.
+        Value r = e.forLoop(
+            e.idx(0), e.idx(31), ValueRange{e.i32(0)},
+            [&](E &e, Value iv, ValueRange args) -> Values {
+              Value shift = e.sub(e.i32(30), e.toI32(iv));
+              Value bit = arith::ShLIOp::create(e.b, e.i32(1), shift);
+              Value trial = e.orI(args[0], bit);
+              Value trialIdx = e.toIndex(trial);
+              Value before = count(e, lb, ub, [&](E &e, Value t) {
+                Value eq =
+                    e.cmp(arith::CmpIPredicate::eq, keyOf(e, t), threshold);
+                Value lt =
+                    e.cmp(arith::CmpIPredicate::slt, rankOf(e, t), trialIdx);
+                return e.andI(eq, lt);
+              });
+              Value ok = e.cmp(arith::CmpIPredicate::slt, before, need);
+              return {e.select(ok, trial, args[0])};
+            })[0];
+        return {e.toIndex(r)};
+      })[0];
+  return {threshold, rankLimit};
+}
+
+template <typename E>
+mlir::Value isSelected(E &e, const Selection &s, mlir::Value key,
+                       mlir::Value rank) {
+  using mlir::arith::CmpIPredicate;
+  mlir::Value lt = e.cmp(CmpIPredicate::ult, key, s.threshold);
+  mlir::Value eq = e.cmp(CmpIPredicate::eq, key, s.threshold);
+  mlir::Value inRank = e.cmp(CmpIPredicate::sle, rank, s.rankLimit);
+  return e.orI(lt, e.andI(eq, inRank));
+}
+
+/// The token regions of one head: `[0, sink)`, middle `[sink, recentStart)`,
+/// recent `[recentStart, L)`, clamped for caches shorter than
+/// `sink + recent` (only possible with dynamic lengths).
+struct Regions {
+  mlir::Value sink, middleLen, recentStart;
+};
+
+template <typename E>
+Regions regions(E &e, mlir::Value length, int64_t sink, int64_t recent) {
+  mlir::Value s = e.minS(e.idx(sink), length);
+  mlir::Value m = e.maxS(e.sub(e.sub(length, s), e.idx(recent)), e.idx(0));
+  return {s, m, e.add(s, m)};
+}
+
+//===----------------------------------------------------------------------===//
+// Pass driver
+//===----------------------------------------------------------------------===//
+
+/// Calls `lower(op, rewriter)`, with the insertion point at `op`, for every
+/// kvcache op under `root` in walk order (collected before any is lowered).
+/// Fails with an error at the first kvcache.compress: it must have been
+/// decomposed by kvmerge-decompose-compress.
+inline mlir::LogicalResult lowerKVCacheOps(
+    mlir::Operation *root,
+    llvm::function_ref<void(mlir::Operation *, mlir::RewriterBase &)> lower) {
+  llvm::SmallVector<mlir::Operation *> ops;
+  root->walk([&](mlir::Operation *op) {
+    if (llvm::isa<kvcache::KVCacheDialect>(op->getDialect()))
+      ops.push_back(op);
+  });
+  mlir::IRRewriter rewriter(root->getContext());
+  for (mlir::Operation *op : ops) {
+    rewriter.setInsertionPoint(op);
+    if (auto compress = llvm::dyn_cast<kvcache::CompressOp>(op)) {
+      compress.emitOpError()
+          << "must be decomposed first (run kvmerge-decompose-compress)";
+      return mlir::failure();
+    }
+    lower(op, rewriter);
+  }
+  return mlir::success();
+}
+
+} // namespace kvmerge::conversion
+
+#endif // KVMERGE_LIB_CONVERSION_COMMON_LOOPEMITTER_H
