@@ -55,6 +55,46 @@ struct DecomposeAggregatesPass
     }
   }
 };
+/// After buffer-results-to-out-params, a call to a function with out-params
+/// writes into a fresh buffer that the caller then copies into its own
+/// out-param: `%a = alloc; call @f(..., %a); memref.copy %a, %out`. When the
+/// fresh buffer has no other use and the out-param no other writer, the call
+/// writes into the out-param directly (no copy, no allocation).
+struct ElideOutParamCopiesPass
+    : public PassWrapper<ElideOutParamCopiesPass, OperationPass<func::FuncOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ElideOutParamCopiesPass)
+  StringRef getArgument() const final {
+    return "kvmerge-elide-out-param-copies";
+  }
+  void runOnOperation() override {
+    SmallVector<memref::CopyOp> copies;
+    getOperation().walk([&](memref::CopyOp copy) { copies.push_back(copy); });
+    for (memref::CopyOp copy : copies) {
+      auto alloc = copy.getSource().getDefiningOp<memref::AllocOp>();
+      auto out = dyn_cast<BlockArgument>(copy.getTarget());
+      if (!alloc || !out || alloc.getType() != out.getType() ||
+          out.getOwner() != &getOperation().getBody().front() ||
+          !out.hasOneUse() || alloc->getBlock() != copy->getBlock())
+        continue;
+      func::CallOp call;
+      bool onlyCallAndCopy = llvm::all_of(alloc->getUsers(), [&](Operation *u) {
+        if (u == copy)
+          return true;
+        auto c = dyn_cast<func::CallOp>(u);
+        if (!c || call || c->getBlock() != copy->getBlock() ||
+            !c->isBeforeInBlock(copy))
+          return false;
+        call = c;
+        return true;
+      });
+      if (!onlyCallAndCopy || !call)
+        continue;
+      alloc.getResult().replaceAllUsesWith(out);
+      copy.erase();
+      alloc.erase();
+    }
+  }
+};
 } // namespace
 
 void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
@@ -106,6 +146,7 @@ void kvmerge::addBufferizeToOutParams(OpPassManager &pm) {
   outParams.hoistStaticAllocs = true;
   outParams.modifyPublicFunctions = true;
   pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  pm.addNestedPass<func::FuncOp>(std::make_unique<ElideOutParamCopiesPass>());
 }
 
 std::unique_ptr<Pass> kvmerge::createEmitCInterfacePass() {

@@ -419,6 +419,14 @@ Error Runner::compile() {
       kvmerge::buildLowerToNVVMPipeline(pm, gpuOptions);
     } else {
       kvmerge::LowerToLLVMOptions pipelineOptions;
+      if (!impl->options.pipelineOptions.empty() &&
+          mlir::failed(pipelineOptions.parseFromString(
+              impl->options.pipelineOptions))) {
+        impl->compileError = "invalid pipeline options '" +
+                             impl->options.pipelineOptions +
+                             "' for --kvmerge-lower-to-llvm";
+        return createStringError(impl->compileError);
+      }
       kvmerge::buildLowerToLLVMPipeline(pm, pipelineOptions);
     }
     if (mlir::failed(pm.run(module))) {

@@ -132,7 +132,8 @@ def uses_native() -> bool:
     return _loader.available()
 
 
-def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0):
+def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0,
+        pipeline_options: str = ""):
     """Compiles ``module`` and runs ``function`` on NumPy ``inputs``.
 
     In-process (:func:`kvmerge.jit.load`, cached by source text) when the native extension is
@@ -140,17 +141,19 @@ def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int 
     list of outputs (and kvmerge-run's stdout, its timing report, when ``repetitions`` > 0).
     MLIR failures raise :class:`kvmerge.CompileError` on both paths.
     """
-    if not repetitions and _loader.available():
+    if not repetitions and not pipeline_options and _loader.available():
         from . import jit
 
         outs = jit.load(module).run(function, *[np.asarray(x) for x in inputs])
         if len(outs) != n_outputs:
             raise CompileError(f"{function}: expected {n_outputs} results, the module returns {len(outs)}")
         return outs
-    return _run_subprocess(module, function, inputs, n_outputs, repetitions=repetitions)
+    return _run_subprocess(module, function, inputs, n_outputs, repetitions=repetitions,
+                           pipeline_options=pipeline_options)
 
 
-def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0):
+def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0,
+                    pipeline_options: str = ""):
     """``run`` through ``kvmerge-run`` (a process per call, .npy files in a temporary directory)."""
     with tempfile.TemporaryDirectory(prefix="kvmerge-") as tmp:
         tmp = Path(tmp)
@@ -161,6 +164,8 @@ def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repet
             cmd.append(f"--input=@{tmp / f'in{i}.npy'}")
         for i in range(n_outputs):
             cmd.append(f"--output=@{tmp / f'out{i}.npy'}")
+        if pipeline_options:
+            cmd.append(f"--pipeline-options={pipeline_options}")
         if repetitions:
             cmd.append(f"--benchmark-repetitions={repetitions}")
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -73,6 +73,12 @@ static cl::opt<unsigned> optLevel("opt-level",
                                   cl::desc("JIT optimization level (0-3)"),
                                   cl::init(3), cl::cat(runCategory));
 
+static cl::opt<std::string> pipelineOptions(
+    "pipeline-options",
+    cl::desc("Options of the CPU pipeline --kvmerge-lower-to-llvm, e.g. "
+             "\"fuse-merge=false\""),
+    cl::init(""), cl::cat(runCategory));
+
 static cl::opt<int64_t> printMaxElements(
     "print-max-elements",
     cl::desc("Print at most this many elements of each printed result"),
@@ -128,6 +134,7 @@ static int runMain() {
   RunnerOptions options;
   options.device = deviceName;
   options.optLevel = optLevel;
+  options.pipelineOptions = pipelineOptions;
   Expected<std::unique_ptr<Runner>> runnerOrError =
       Runner::loadFile(inputFilename, options);
   if (!runnerOrError)

@@ -78,6 +78,9 @@ struct RunnerOptions {
   std::string device = "cpu";
   /// LLVM optimization level for the JIT (0-3).
   unsigned optLevel = 3;
+  /// Options of the CPU pipeline (`--kvmerge-lower-to-llvm`) in its textual
+  /// form, e.g. "fuse-merge=false".
+  std::string pipelineOptions;
 };
 
 class Runner;

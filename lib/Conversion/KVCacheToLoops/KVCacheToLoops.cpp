@@ -621,9 +621,9 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
   Type simType = computeType(kt);
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     Value head = ivs[0];
-    e.forLoop(e.idx(0), links, [&](Emitter &e, Value t) {
-      e.store(emitLinkSimilarity(e, keys, simType, m.d, head, t), sim,
-              {head, t});
+    e.parallel({e.idx(0)}, {links}, [&](Emitter &e, ValueRange t) {
+      e.store(emitLinkSimilarity(e, keys, simType, m.d, head, t[0]), sim,
+              {head, t[0]});
     });
     emitMergeSetsHead(e, head, m.l, sim, m.slots, m.lengths, scratch, p);
     e.forLoop(e.idx(0), capacity, [&](Emitter &e, Value s) {
@@ -632,8 +632,9 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
     });
     e.forLoop(e.idx(0), m.l,
               [&](Emitter &e, Value t) { emitSlotRange(e, m, head, t); });
-    e.forLoop(e.idx(0), capacity,
-              [&](Emitter &e, Value s) { emitMergeSlot(e, m, head, s); });
+    e.parallel({e.idx(0)}, {capacity}, [&](Emitter &e, ValueRange s) {
+      emitMergeSlot(e, m, head, s[0]);
+    });
   });
   rewriter.replaceOp(op, {e.toTensor(m.outK, op.getMergedKeys().getType()),
                           e.toTensor(m.outV, op.getMergedValues().getType()),

@@ -134,20 +134,20 @@ func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) ->
 
 // -----
 
-// The fused merge is one parallel region per KV head; inside it, the keys
-// are swept in token order for the similarities, then the slot map is
-// built, then slots are merged one after another. Nothing else iterates
-// over heads.
+// The fused merge is one parallel region per KV head; inside it, the
+// head's links are scanned for similarities, the slot map is built, and
+// its slots are merged. Nothing after it iterates over heads again.
 // CHECK-LABEL: func @fused_merge
 // CHECK-SAME: (%[[K:[a-z0-9]+]]: tensor<2x16x8xf32>, %[[V:[a-z0-9]+]]: tensor<2x16x8xf32>
 // CHECK: scf.parallel (%[[H:.*]]) = (%{{.*}}) to (%{{.*}}) step
-// CHECK:   scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:   scf.parallel (%[[T:.*]]) =
 // CHECK:     tensor.extract %[[K]][%[[H]], %[[T]], %{{.*}}]
 // CHECK:     math.sqrt
-// CHECK:   scf.for {{.*}} to %{{.*}} step {{.*}} iter_args
-// CHECK:   scf.for %[[S:.*]] = %{{.*}} to %{{.*}} step
-// CHECK:     tensor.extract %[[V]]
+// CHECK:   scf.for {{.*}} iter_args
+// CHECK:   scf.parallel (%[[S:.*]]) =
+// CHECK:     tensor.extract %[[V]][%[[H]],
 // CHECK:   scf.reduce
+// CHECK: scf.reduce
 // CHECK-NOT: scf.parallel
 // CHECK: return
 func.func @fused_merge(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) -> (tensor<2x8x8xf32>, tensor<2xi32>) {
