@@ -196,9 +196,8 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
     """Compiled :func:`kvmerge.reference.attention` (``q [Hq, D]`` -> ``[Hq, Dv]``)."""
     if device != "cpu":
         raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
-    expected = reference.attention(q, keys, values, lengths, counts=counts, count_bias=count_bias,
-                                   scale=scale)  # validates (and is cheap for one query)
-    del expected
+    reference.resolve_attention_args(q, keys, values, lengths, counts=counts, count_bias=count_bias,
+                                     scale=scale)  # the reference's own checks and ValueErrors
     q, k, v = np.asarray(q), np.asarray(keys), np.asarray(values)
     Hkv, S, _ = k.shape
     cnt = np.ones((Hkv, S), np.int32) if counts is None else np.asarray(counts, np.int32)

@@ -693,20 +693,22 @@ def accumulated_scores(q, k, *, obs_window=None):
     return acc
 
 
-def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None):
-    """One decode step of scaled-dot-product attention over a (compressed) cache.
+class AttentionArgs(NamedTuple):
+    """Validated, normalized arguments of :func:`attention` (shared with the compiled path)."""
 
-    Args:
-        q: ``[Hq, D]``; query head ``j`` reads KV head ``j // G``.
-        keys: ``[Hkv, B, D]``; values: ``[Hkv, B, Dv]``.
-        lengths: ``[Hkv]`` valid slots per head; slots ``>= lengths[h]`` are masked.
-        counts: ``[Hkv, B]`` tokens per slot (needed when ``count_bias``; must be >= 1 on valid slots).
-        count_bias: add ``log(count)`` to every valid logit (ToMe-style; default off).
-        scale: logit scale, default ``1/sqrt(D)``; logits are ``(q . k) * scale``.
+    qc: np.ndarray      # [Hq, D] in the compute dtype
+    kc: np.ndarray      # [Hkv, B, D]
+    vc: np.ndarray      # [Hkv, B, Dv]
+    lengths: np.ndarray  # [Hkv] int
+    valid: np.ndarray   # [Hkv, B] bool
+    bias: np.ndarray    # [Hkv, B] log(count) on valid slots (0 without count_bias)
+    scale: object       # the logit scale, in the compute dtype
+    group: int          # G = Hq / Hkv
 
-    Returns:
-        ``[Hq, Dv]`` in f32 (f64 if any input is float64).  A head with ``lengths == 0`` outputs 0.
-    """
+
+def resolve_attention_args(q, keys, values, lengths, *, counts=None, count_bias=False,
+                           scale=None) -> AttentionArgs:
+    """Validates :func:`attention`'s arguments (same ValueErrors) and converts them."""
     qa = _float_array(q, "q", 2)
     ka = _float_array(keys, "keys", 3)
     va = _float_array(values, "values", 3)
@@ -747,6 +749,28 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
                 or not math.isfinite(float(scale)):
             raise ValueError(f"scale: expected a finite number, got {scale!r}")
         sc = cd.type(scale)
+    return AttentionArgs(qc, kc, vc, n, valid, bias, sc, G)
+
+
+def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None):
+    """One decode step of scaled-dot-product attention over a (compressed) cache.
+
+    Args:
+        q: ``[Hq, D]``; query head ``j`` reads KV head ``j // G``.
+        keys: ``[Hkv, B, D]``; values: ``[Hkv, B, Dv]``.
+        lengths: ``[Hkv]`` valid slots per head; slots ``>= lengths[h]`` are masked.
+        counts: ``[Hkv, B]`` tokens per slot (needed when ``count_bias``; must be >= 1 on valid slots).
+        count_bias: add ``log(count)`` to every valid logit (ToMe-style; default off).
+        scale: logit scale, default ``1/sqrt(D)``; logits are ``(q . k) * scale``.
+
+    Returns:
+        ``[Hq, Dv]`` in f32 (f64 if any input is float64).  A head with ``lengths == 0`` outputs 0.
+    """
+    args = resolve_attention_args(q, keys, values, lengths, counts=counts, count_bias=count_bias,
+                                  scale=scale)
+    qc, kc, vc, valid, bias, sc, G = args.qc, args.kc, args.vc, args.valid, args.bias, args.scale, args.group
+    Hkv = kc.shape[0]
+    cd = qc.dtype
     kv = np.repeat(np.arange(Hkv), G)  # query head -> KV head
     logits = np.einsum("jd,jbd->jb", qc, kc[kv]) * sc + bias[kv]
     vmask = valid[kv]
