@@ -7,7 +7,7 @@ set(KVMERGE_FUZZ_TARGETS kvmerge-fuzz-ir kvmerge-fuzz-npy kvmerge-fuzz-compress)
 add_llvm_executable(kvmerge-fuzz-ir ${PROJECT_SOURCE_DIR}/fuzz/fuzz_ir.cpp)
 target_link_libraries(kvmerge-fuzz-ir PRIVATE
   KVMergeKVCacheIR KVMergeKVCacheTransforms KVMergeKVCacheToLoops
-  KVMergePipelines)
+  KVMergePipelines KVMergeRuntime)
 mlir_target_link_libraries(kvmerge-fuzz-ir PRIVATE
   MLIRParser MLIRPass MLIRTransforms MLIRFuncDialect MLIRArithDialect
   MLIRTensorDialect MLIRSCFDialect MLIRMemRefDialect MLIRMathDialect

@@ -257,9 +257,39 @@ Runner::loadSource(StringRef source, StringRef bufferName,
   return load(MemoryBuffer::getMemBufferCopy(source, bufferName), options);
 }
 
+Error kvmerge::runtime::checkNestingDepth(StringRef text, unsigned limit) {
+  unsigned depth = 0, line = 1;
+  for (size_t i = 0, e = text.size(); i < e; ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+    } else if (c == '"') { // skip a string literal (with escapes)
+      for (++i; i < e && text[i] != '"' && text[i] != '\n'; ++i)
+        if (text[i] == '\\')
+          ++i;
+    } else if (c == '/' && i + 1 < e && text[i + 1] == '/') {
+      while (i + 1 < e && text[i + 1] != '\n')
+        ++i;
+    } else if (c == '(' || c == '[' || c == '{' || c == '<') {
+      if (++depth > limit)
+        return createStringError("line " + Twine(line) +
+                                 ": brackets nest deeper than " + Twine(limit) +
+                                 " levels");
+    } else if (c == ')' || c == ']' || c == '}' ||
+               (c == '>' && (i == 0 || text[i - 1] != '-'))) {
+      if (depth)
+        --depth;
+    }
+  }
+  return Error::success();
+}
+
 Expected<std::unique_ptr<Runner>>
 Runner::load(std::unique_ptr<MemoryBuffer> buffer,
              const RunnerOptions &options) {
+  if (Error err = checkNestingDepth(buffer->getBuffer()))
+    return createStringError("cannot parse '" + buffer->getBufferIdentifier() +
+                             "': " + toString(std::move(err)));
   if (Error err = checkDevice(options.device))
     return std::move(err);
   if (options.optLevel > 3)
@@ -420,8 +450,8 @@ Error Runner::compile() {
     } else {
       kvmerge::LowerToLLVMOptions pipelineOptions;
       if (!impl->options.pipelineOptions.empty() &&
-          mlir::failed(pipelineOptions.parseFromString(
-              impl->options.pipelineOptions))) {
+          mlir::failed(
+              pipelineOptions.parseFromString(impl->options.pipelineOptions))) {
         impl->compileError = "invalid pipeline options '" +
                              impl->options.pipelineOptions +
                              "' for --kvmerge-lower-to-llvm";

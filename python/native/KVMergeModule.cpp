@@ -126,6 +126,10 @@ public:
 
   /// Parses and verifies; throws CompileFailure with the diagnostics.
   mlir::ModuleOp parse() {
+    if (llvm::Error err = kvmerge::runtime::checkNestingDepth(
+            sourceMgr.getMemoryBuffer(sourceMgr.getMainFileID())->getBuffer()))
+      fail("failed to parse '" + bufferName() +
+           "': " + llvm::toString(std::move(err)));
     module = mlir::parseSourceFile<mlir::ModuleOp>(
         sourceMgr, mlir::ParserConfig(&context));
     if (!module)

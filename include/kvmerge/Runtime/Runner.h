@@ -85,6 +85,12 @@ struct RunnerOptions {
 
 class Runner;
 
+/// MLIR's parser recurses once per nesting level of brackets, so adversarial
+/// input like `[[[[...` overflows the stack (found by fuzzing). Every entry
+/// point that parses untrusted text calls this first: an error when ( [ { <
+/// nest deeper than `limit` (string literals and // comments excluded).
+llvm::Error checkNestingDepth(llvm::StringRef text, unsigned limit = 256);
+
 /// A call with bound arguments, ready to be invoked many times (e.g. by a
 /// benchmark loop) without re-checking or re-building memref descriptors.
 /// The borrowed buffers must outlive it. Movable, not copyable.
