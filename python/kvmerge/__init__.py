@@ -11,7 +11,7 @@ The compiler, on MLIR text (needs the native extension ``kvmerge._native``):
 
   kvmerge.parse(src)                                 parse + verify + print (kvcache + upstream)
   kvmerge.passes.run(src, "builtin.module(kvmerge-decompose-compress)")
-  kvmerge.compile(src, target="cpu")                 LLVM IR text (target="nvvm": not built yet)
+  kvmerge.compile(src, target="cpu")                 LLVM IR text (target="nvvm": {kernel: PTX})
   kvmerge.jit.load(src).run("fn", *arrays)           in-process JIT on NumPy arrays
 
 Errors: MLIR failures raise :class:`CompileError` (a RuntimeError) carrying the diagnostics; bad

@@ -14,7 +14,7 @@ from ._loader import native
 
 __all__ = ["parse", "compile", "TARGETS"]
 
-#: Targets :func:`compile` knows; only "cpu" is built.
+#: Targets :func:`compile` knows.
 TARGETS = ("cpu", "nvvm")
 
 
@@ -28,25 +28,38 @@ def parse(source: str, *, name: str = "<source>", generic: bool = False) -> str:
 
 
 def compile(source: str, target: str = "cpu", *, name: str = "<source>",
-            emit_c_interface: bool = True) -> str:
-    """Compiles ``source`` to LLVM IR text.
+            emit_c_interface: bool = True, chip: str = "sm_90a", features: str = "+ptx80"):
+    """Compiles ``source`` for a target.
 
     ``target="cpu"``: the kvmerge CPU pipeline (``kvmerge-lower-to-llvm``: decompose, loops,
-    bufferize, LLVM dialect), then MLIR's LLVM IR translation. Public functions take their
-    tensor results as out-parameters; with ``emit_c_interface`` each also gets an
-    ``_mlir_ciface_NAME`` wrapper taking memref descriptors.
+    bufferize, LLVM dialect), then MLIR's LLVM IR translation; returns the LLVM IR text. Public
+    functions take their tensor results as out-parameters; with ``emit_c_interface`` each also
+    gets an ``_mlir_ciface_NAME`` wrapper taking memref descriptors.
 
-    ``target="nvvm"`` raises NotImplementedError (the GPU backend is not built yet); another
-    target raises ValueError. Compilation failures raise :class:`kvmerge.CompileError`.
+    ``target="nvvm"``: the GPU pipeline (``kvmerge-lower-to-nvvm{chip, features}``, see
+    docs/gpu.md); returns ``{kernel: PTX text}``, one entry per GPU kernel (the host side that
+    launches them stays inside kvmerge). Any other target raises ValueError; compilation failures
+    raise :class:`kvmerge.CompileError`.
     """
     if target == "nvvm":
-        raise NotImplementedError(
-            "target 'nvvm': the GPU (NVVM/PTX) backend of kvmerge is not built yet; "
-            "only target='cpu' is available")
+        return _compile_ptx(_text(source, "source"), _text(chip, "chip"), _text(features, "features"))
     if target != "cpu":
-        raise ValueError(f"target: unknown target {target!r} (available: 'cpu'; 'nvvm' is planned)")
+        raise ValueError(f"target: unknown target {target!r} (available: {', '.join(TARGETS)})")
     return native().translate_to_llvm_ir(_text(source, "source"), _text(name, "name"),
                                          bool(emit_c_interface))
+
+
+def _compile_ptx(source: str, chip: str, features: str) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    if not chip.startswith("sm_") or any(c in chip + features for c in " {}="):
+        raise ValueError(f"chip/features: expected e.g. chip='sm_90a', features='+ptx80', "
+                         f"got {chip!r}, {features!r}")
+    with tempfile.TemporaryDirectory(prefix="kvmerge-ptx-") as tmp:
+        native().run_pipeline(source, f"builtin.module(kvmerge-lower-to-nvvm{{chip={chip} "
+                                      f"features={features} dump-ptx={tmp}}})")
+        return {p.name.split(".")[0]: p.read_text() for p in sorted(Path(tmp).glob("*.ptx"))}
 
 
 def _text(value, argument: str) -> str:

@@ -108,9 +108,14 @@ def test_compile_cpu_to_llvm_ir():
     assert "define" in ir and "_mlir_ciface_" not in ir
 
 
-def test_compile_nvvm_not_implemented():
-    with pytest.raises(NotImplementedError, match="GPU"):
-        kvmerge.compile(COMPRESS, target="nvvm")
+def test_compile_nvvm_returns_ptx():
+    ptx = kvmerge.compile(COMPRESS, target="nvvm", chip="sm_80")
+    assert ptx and all(k.startswith("kvmerge_") for k in ptx)
+    assert any(k.startswith("kvmerge_merge") for k in ptx)
+    for text in ptx.values():
+        assert ".target sm_80" in text and ".entry" in text
+    with pytest.raises(ValueError, match="chip"):
+        kvmerge.compile(COMPRESS, target="nvvm", chip="gfx90a")
 
 
 def test_compile_unknown_target():
