@@ -242,7 +242,8 @@ Value blockScanRange(G &e, Value lb, Value ub, Value shm, int64_t warps,
             inRange,
             [&](G &e) -> SmallVector<Value> { return {e.ext32(flag(e, t))}; },
             [&](G &e) -> SmallVector<Value> { return {e.i32(0)}; })[0];
-        auto [excl, total] = e.blockScan(f, shm, warps);
+        auto scan = e.blockScan(f, shm, warps);
+        Value excl = scan.first, total = scan.second;
         e.ifThen(inRange, [&](G &e) { visit(e, t, e.add(carry[0], excl), f); });
         return {e.add(carry[0], total)};
       })[0];
@@ -1001,8 +1002,9 @@ struct ConvertKVCacheToGPUPass
     : kvmerge::impl::ConvertKVCacheToGPUBase<ConvertKVCacheToGPUPass> {
   void runOnOperation() override {
     auto lower = [](Operation *op, RewriterBase &rewriter) {
-      // Ops without a GPU mapping stay for convert-kvcache-to-loops.
-      llvm::TypeSwitch<Operation *, bool>(op)
+      // Ops without a GPU mapping stay for convert-kvcache-to-loops; whether
+      // an op was mapped is not needed here.
+      (void)llvm::TypeSwitch<Operation *, bool>(op)
           .Case([&](SimilarityOp o) { return lowerSimilarity(o, rewriter); })
           .Case([&](MergeSetsOp o) { return lowerMergeSets(o, rewriter); })
           .Case([&](SelectSetsOp o) { return lowerSelectSets(o, rewriter); })
