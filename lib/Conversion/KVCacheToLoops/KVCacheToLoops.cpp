@@ -330,6 +330,9 @@ struct MergeContext {
   Value keys, values, scores, slots, lengths;
   Value outK, outV, outP, outC, outS;
   Value start, end, weight; // per-slot member ranges, per-token weights
+  /// Per-head f32 accumulation rows for f16/bf16 storage, when the slots of a
+  /// head are merged one after another (the fused region); null otherwise.
+  Value rowK, rowV;
   Type kt, vt, ct;
   Value l, d, dv, capacity;
   SigmaAttr sigma;
@@ -524,6 +527,28 @@ void emitMergeSlot(Emitter &e, const MergeContext &m, Value head, Value slot) {
                   return;
                 }
                 Value inv = e.fdiv(e.flt(1.0, m.ct), gsum);
+                Value row = src == m.keys ? m.rowK : m.rowV;
+                if (row) {
+                  // Token-major into the head's compute-type row (vectorizes
+                  // over D), rounded to the storage type once at the end.
+                  e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                    e.store(zero, row, {head, k});
+                  });
+                  e.forLoop(a, b, [&](Emitter &e, Value t) {
+                    Value w = e.load(m.weight, {head, t});
+                    e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                      Value x = e.convert(e.load(src, {head, t, k}), m.ct);
+                      e.store(e.fadd(e.load(row, {head, k}), e.fmul(w, x)), row,
+                              {head, k});
+                    });
+                  });
+                  e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
+                    e.store(
+                        e.convert(e.fmul(e.load(row, {head, k}), inv), storage),
+                        out, {head, slot, k});
+                  });
+                  return;
+                }
                 e.forLoop(e.idx(0), width, [&](Emitter &e, Value k) {
                   Value sum = e.forLoop(
                       a, b, ValueRange{zero},
@@ -614,6 +639,14 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
                     e.b.getI32Type(), {h, m.l});
   m.lengths = e.allocLike(op.getLengths().getType(), {h});
   Value scratch = allocScanScratch(e, h, m.l);
+  // Slots of a head are merged one after another: one accumulation row per
+  // head serves all of them.
+  if (kt != m.ct)
+    m.rowK =
+        e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, m.ct, {h, m.d});
+  if (m.vt != m.ct)
+    m.rowV =
+        e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, m.ct, {h, m.dv});
   MergeSetsParams p{
       static_cast<int64_t>(op.getSink()), static_cast<int64_t>(op.getRecent()),
       static_cast<int64_t>(op.getMiddle()),
@@ -632,9 +665,8 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
     });
     e.forLoop(e.idx(0), m.l,
               [&](Emitter &e, Value t) { emitSlotRange(e, m, head, t); });
-    e.parallel({e.idx(0)}, {capacity}, [&](Emitter &e, ValueRange s) {
-      emitMergeSlot(e, m, head, s[0]);
-    });
+    e.forLoop(e.idx(0), capacity,
+              [&](Emitter &e, Value s) { emitMergeSlot(e, m, head, s); });
   });
   rewriter.replaceOp(op, {e.toTensor(m.outK, op.getMergedKeys().getType()),
                           e.toTensor(m.outV, op.getMergedValues().getType()),

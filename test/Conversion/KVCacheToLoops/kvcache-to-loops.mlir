@@ -136,7 +136,8 @@ func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) ->
 
 // The fused merge is one parallel region per KV head; inside it, the
 // head's links are scanned for similarities, the slot map is built, and
-// its slots are merged. Nothing after it iterates over heads again.
+// its slots are merged one after another (sharing one f32 accumulation row
+// per head for f16/bf16). Nothing after it iterates over heads again.
 // CHECK-LABEL: func @fused_merge
 // CHECK-SAME: (%[[K:[a-z0-9]+]]: tensor<2x16x8xf32>, %[[V:[a-z0-9]+]]: tensor<2x16x8xf32>
 // CHECK: scf.parallel (%[[H:.*]]) = (%{{.*}}) to (%{{.*}}) step
@@ -144,9 +145,8 @@ func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) ->
 // CHECK:     tensor.extract %[[K]][%[[H]], %[[T]], %{{.*}}]
 // CHECK:     math.sqrt
 // CHECK:   scf.for {{.*}} iter_args
-// CHECK:   scf.parallel (%[[S:.*]]) =
+// CHECK:   scf.for %[[S:.*]] =
 // CHECK:     tensor.extract %[[V]][%[[H]],
-// CHECK:   scf.reduce
 // CHECK: scf.reduce
 // CHECK-NOT: scf.parallel
 // CHECK: return
