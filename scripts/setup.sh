@@ -33,7 +33,7 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.kvmerge-requirements
-want=$(cat python/requirements.txt python/requirements-eval.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat python/requirements.txt python/requirements-eval.txt python/requirements-iree.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   log "installing PyPI packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
@@ -41,6 +41,10 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   if [[ -f python/requirements-eval.txt ]]; then
     .venv/bin/python -m pip install -q -r python/requirements-eval.txt
   fi
+  # The real IREE for the interop test; optional (the test skips, saying
+  # why, when the wheels cannot be installed on this machine).
+  .venv/bin/python -m pip install -q -r python/requirements-iree.txt ||
+    log "could not install the IREE wheels; test/python/test_iree.py will skip"
   echo "$want" > "$stamp"
 fi
 

@@ -157,7 +157,19 @@ std::unique_ptr<Pass> kvmerge::createDecomposeAggregatesPass() {
   return std::make_unique<DecomposeAggregatesPass>();
 }
 
+void kvmerge::buildExportUpstreamPipeline(OpPassManager &pm) {
+  pm.addPass(kvcache::createKVCacheDecomposeCompress());
+  pm.addPass(createConvertKVCacheToLinalg());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
 void kvmerge::registerPipelines() {
+  PassPipelineRegistration<>(
+      "kvmerge-export-upstream",
+      "Lower kvcache ops to linalg/tensor/arith/math/scf on tensors (no "
+      "buffers) for other MLIR compilers such as iree-compile",
+      buildExportUpstreamPipeline);
   registerGPUPipelines();
   PassPipelineRegistration<LowerToLLVMOptions>(
       "kvmerge-lower-to-llvm",

@@ -74,11 +74,37 @@ def load_data(name: str) -> BlockData:
     return BlockData(q, k, v, qn, "SmolLM2-135M layers 0/9/19/29 rearranged to 32 x 128")
 
 
-def compile_block(name: str, *, policy: str = "kvmerger", budget: str = "0.5") -> str:
-    """The block's MLIR after raising attention and inserting compression."""
+def compile_block(name: str, *, policy: str = "kvmerger", budget: str = "0.5",
+                  export: bool = False) -> str:
+    """The block's MLIR after raising attention and inserting compression.
+
+    ``export=True`` also applies ``--kvmerge-export-upstream``: upstream dialects only, on tensors
+    (what iree-compile takes).
+    """
     cmd = [compiled.tool("kvmerge-opt"), str(EXAMPLES[name]), "--kvmerge-raise-attention",
            f"--kvmerge-insert-compression=policy={policy} budget={budget}", "--canonicalize", "--cse"]
+    if export:
+        cmd.append("--kvmerge-export-upstream")
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def iree_runner(module: str):
+    """Compiles MLIR text with the real iree-compile (llvm-cpu) and returns a runner
+    ``(function, inputs, n_out) -> outputs`` over IREE's runtime (local-task)."""
+    import iree.compiler as ireec
+    import iree.runtime as ireert
+
+    vmfb = ireec.compile_str(module, target_backends=["llvm-cpu"],
+                             extra_args=["--iree-llvmcpu-target-cpu=host"])
+    bound = ireert.load_vm_flatbuffer(vmfb, driver="local-task")
+
+    def run(function, inputs, n_out):
+        outs = getattr(bound, function)(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        assert len(outs) == n_out, (function, len(outs), n_out)
+        return [np.asarray(o) for o in outs]
+
+    return run
 
 
 def causal_reference(q, keys, values):
@@ -92,12 +118,25 @@ def causal_reference(q, keys, values):
     return out
 
 
-def run_block(name: str, policy: str = "kvmerger", data: BlockData | None = None) -> dict:
-    """Compiles and runs one block with one policy; returns outputs, references and errors."""
+def run_block(name: str, policy: str = "kvmerger", data: BlockData | None = None, *,
+              backend: str = "kvmerge") -> dict:
+    """Compiles and runs one block with one policy; returns outputs, references and errors.
+
+    backend: ``"kvmerge"`` (kvmerge's CPU pipeline), ``"export"`` (the upstream-only export run
+    by kvmerge's CPU pipeline) or ``"iree"`` (the export compiled by iree-compile and run by
+    IREE's runtime).
+    """
     data = data or load_data(name)
-    module = compile_block(name, policy=policy)
-    o, ck, cv, pos, cnt, csc, lens = compiled.run(module, "prefill", [data.q, data.keys, data.values], 7)
-    (od,) = compiled.run(module, "decode", [data.q_next, ck, cv, lens], 1)
+    if backend not in ("kvmerge", "export", "iree"):
+        raise ValueError(f"backend: unknown backend {backend!r}")
+    module = compile_block(name, policy=policy, export=backend != "kvmerge")
+    if backend == "iree":
+        run = iree_runner(module)
+    else:
+        def run(function, inputs, n_out):
+            return compiled.run(module, function, inputs, n_out)
+    o, ck, cv, pos, cnt, csc, lens = run("prefill", [data.q, data.keys, data.values], 7)
+    (od,) = run("decode", [data.q_next, ck, cv, lens], 1)
 
     # References: prefill attention, H2O scores of the observed queries, compression, decode.
     o_ref = causal_reference(data.q, data.keys, data.values)

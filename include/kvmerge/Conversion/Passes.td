@@ -105,4 +105,25 @@ def KVMergeGPUStageBuffers : Pass<"kvmerge-gpu-stage-buffers", "::mlir::ModuleOp
   ];
 }
 
+def ConvertKVCacheToLinalg : Pass<"convert-kvcache-to-linalg", "::mlir::ModuleOp"> {
+  let summary = "Export lowering: kvcache ops to linalg on tensors (no buffers)";
+  let description = [{
+    Lowers every kvcache op (after `kvmerge-decompose-compress`) to
+    `linalg.generic` ops on tensors whose bodies compute one output element
+    each, reading the inputs with `tensor.extract` (plus arith/math/scf in
+    the bodies); attention becomes a masked-softmax linalg graph. The result
+    uses upstream dialects only and stays on tensors, so compilers that take
+    linalg-on-tensors (e.g. `iree-compile`) can ingest it; see docs/iree.md.
+    `--kvmerge-export-upstream` is the pipeline around it. The slot map costs
+    O(L^2) per head here; `convert-kvcache-to-loops` is the fast CPU path.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 #endif // KVMERGE_CONVERSION_PASSES_TD

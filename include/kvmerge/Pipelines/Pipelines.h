@@ -38,6 +38,11 @@ struct LowerToLLVMOptions
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm,
                               const LowerToLLVMOptions &options);
 
+/// kvcache (and upstream) IR -> upstream dialects only, still on tensors:
+/// decompose compress, convert-kvcache-to-linalg, canonicalize. For
+/// iree-compile and other linalg-on-tensors consumers (docs/iree.md).
+void buildExportUpstreamPipeline(mlir::OpPassManager &pm);
+
 /// Registers every named pipeline with the global pipeline registry.
 void registerPipelines();
 
