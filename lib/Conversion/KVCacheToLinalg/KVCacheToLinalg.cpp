@@ -69,10 +69,8 @@ struct E : LoopEmitterBase<E> {
       resultTypes.push_back(t);
     }
     int64_t rank = types.front().getRank();
-    SmallVector<AffineMap> maps(types.size(),
-                                b.getMultiDimIdentityMap(rank));
-    SmallVector<utils::IteratorType> iters(rank,
-                                           utils::IteratorType::parallel);
+    SmallVector<AffineMap> maps(types.size(), b.getMultiDimIdentityMap(rank));
+    SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::parallel);
     auto op = linalg::GenericOp::create(
         b, resultTypes, ValueRange{}, inits, maps, iters,
         [&](OpBuilder &nb, Location l, ValueRange) {
@@ -118,11 +116,10 @@ void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Value h = e.dimOf(keys, 0), d = e.dimOf(keys, 2);
   Value links = e.maxS(e.sub(e.dimOf(keys, 1), e.idx(1)), e.idx(0));
   auto type = cast<RankedTensorType>(op.getResult().getType());
-  rewriter.replaceOp(op, e.generate({type}, {h, links},
-                                    [&](E &e, ValueRange ivs) -> Values {
-                                      return {linkSimilarity(e, keys, ct, d,
-                                                             ivs[0], ivs[1])};
-                                    }));
+  rewriter.replaceOp(
+      op, e.generate({type}, {h, links}, [&](E &e, ValueRange ivs) -> Values {
+        return {linkSimilarity(e, keys, ct, d, ivs[0], ivs[1])};
+      }));
 }
 
 //===----------------------------------------------------------------------===//
@@ -147,8 +144,7 @@ HeadSelection selectPerHead(E &e, Value heads,
 }
 
 Selection selectionOf(E &e, const HeadSelection &s, Value h) {
-  return {e.extract(s.threshold, {h}),
-          e.toIndex(e.extract(s.rankLimit, {h}))};
+  return {e.extract(s.threshold, {h}), e.toIndex(e.extract(s.rankLimit, {h}))};
 }
 
 void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
@@ -156,8 +152,7 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   Value sim = op.getSimilarity();
   Value heads = e.dimOf(sim, 0);
   Value length = e.add(e.dimOf(sim, 1), e.idx(1));
-  int64_t sink = op.getSink(), recent = op.getRecent(),
-          middle = op.getMiddle();
+  int64_t sink = op.getSink(), recent = op.getRecent(), middle = op.getMiddle();
   bool threshold = op.getMode() == MergeMode::threshold;
   double eps = op.getEps().convertToDouble();
   auto keyOf = [&](E &e, Value h, Value t) {
@@ -174,8 +169,8 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
     Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
     Value budgetCuts = e.idx(middle - 1);
     auto budget = [&](E &e) -> Values {
-      Selection s = selectSmallest(e, r.sink, lastMiddle, budgetCuts, countFn,
-                                   key, rank);
+      Selection s =
+          selectSmallest(e, r.sink, lastMiddle, budgetCuts, countFn, key, rank);
       return {s.threshold, s.rankLimit};
     };
     auto every = [](E &e) -> Values {
@@ -198,8 +193,8 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   // Cut link t (t < last middle token) of head h.
   auto cut = [&](E &e, Value h, const Regions &r, Value t) {
     Selection s = selectionOf(e, sel, h);
-    Value inner = e.cmp(arith::CmpIPredicate::slt, t,
-                        e.sub(r.recentStart, e.idx(1)));
+    Value inner =
+        e.cmp(arith::CmpIPredicate::slt, t, e.sub(r.recentStart, e.idx(1)));
     return e.andI(inner, isSelected(e, s, keyOf(e, h, t), t));
   };
   auto slotsType = cast<RankedTensorType>(op.getSlots().getType());
@@ -216,30 +211,28 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
         return e.ifElse(
             inSink, [&](E &e) -> Values { return {e.toI32(t)}; },
             [&](E &e) -> Values {
-              Value before = e.seqCount(r.sink, e.minS(t, r.recentStart),
-                                        [&](E &e, Value j) {
-                                          return cut(e, h, r, j);
-                                        });
+              Value before =
+                  e.seqCount(r.sink, e.minS(t, r.recentStart),
+                             [&](E &e, Value j) { return cut(e, h, r, j); });
               return e.ifElse(
                   inMiddle,
                   [&](E &e) -> Values { return {e.add(sinkI32, before)}; },
                   [&](E &e) -> Values {
-                    Value hasMiddle = e.cmp(arith::CmpIPredicate::sgt,
-                                            r.middleLen, e.idx(0));
-                    Value sets = e.select(hasMiddle, e.add(before, e.i32(1)),
-                                          e.i32(0));
+                    Value hasMiddle =
+                        e.cmp(arith::CmpIPredicate::sgt, r.middleLen, e.idx(0));
+                    Value sets =
+                        e.select(hasMiddle, e.add(before, e.i32(1)), e.i32(0));
                     Value offset = e.toI32(e.sub(t, r.recentStart));
                     return {e.add(e.add(sinkI32, sets), offset)};
                   });
             });
       })[0];
-  Value lengths = e.generate(
-      {lengthsType}, {heads}, [&](E &e, ValueRange ivs) -> Values {
+  Value lengths =
+      e.generate({lengthsType}, {heads}, [&](E &e, ValueRange ivs) -> Values {
         Value h = ivs[0];
         Regions r = regions(e, length, sink, recent);
-        Value cuts = e.seqCount(r.sink, r.recentStart, [&](E &e, Value j) {
-          return cut(e, h, r, j);
-        });
+        Value cuts = e.seqCount(r.sink, r.recentStart,
+                                [&](E &e, Value j) { return cut(e, h, r, j); });
         Value hasMiddle =
             e.cmp(arith::CmpIPredicate::sgt, r.middleLen, e.idx(0));
         Value sets = e.select(hasMiddle, e.add(cuts, e.i32(1)), e.i32(0));
@@ -253,8 +246,7 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
   E e(rewriter, op.getLoc());
   Value scores = op.getScores();
   Value heads = e.dimOf(scores, 0), length = e.dimOf(scores, 1);
-  int64_t sink = op.getSink(), recent = op.getRecent(),
-          middle = op.getMiddle();
+  int64_t sink = op.getSink(), recent = op.getRecent(), middle = op.getMiddle();
   // Largest score first (complemented key); ties keep the newer token.
   auto keyOf = [&](E &e, Value h, Value t) {
     Value key = orderedKey(e, e.extract(scores, {h, t}));
@@ -282,8 +274,7 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
         });
   });
   auto kept = [&](E &e, Value h, Value t) {
-    return isSelected(e, selectionOf(e, sel, h), keyOf(e, h, t),
-                      rankOf(e, t));
+    return isSelected(e, selectionOf(e, sel, h), keyOf(e, h, t), rankOf(e, t));
   };
   auto slotsType = cast<RankedTensorType>(op.getSlots().getType());
   auto lengthsType = cast<RankedTensorType>(op.getLengths().getType());
@@ -297,9 +288,9 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
         return e.ifElse(
             inSink, [&](E &e) -> Values { return {e.toI32(t)}; },
             [&](E &e) -> Values {
-              Value before = e.seqCount(
-                  r.sink, e.minS(t, r.recentStart),
-                  [&](E &e, Value j) { return kept(e, h, j); });
+              Value before =
+                  e.seqCount(r.sink, e.minS(t, r.recentStart),
+                             [&](E &e, Value j) { return kept(e, h, j); });
               return e.ifElse(
                   inMiddle,
                   [&](E &e) -> Values {
@@ -312,8 +303,8 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
                   });
             });
       })[0];
-  Value lengths = e.generate(
-      {lengthsType}, {heads}, [&](E &e, ValueRange ivs) -> Values {
+  Value lengths =
+      e.generate({lengthsType}, {heads}, [&](E &e, ValueRange ivs) -> Values {
         Value h = ivs[0];
         Regions r = regions(e, length, sink, recent);
         Value n = e.seqCount(r.sink, r.recentStart,
@@ -333,15 +324,14 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
   Value keys = op.getKeys(), values = op.getValues(), scores = op.getScores();
   Value slots = op.getSlots(), lengths = op.getLengths();
   Type kt = elementType(keys), vt = elementType(values);
-  Type ct = computeType(kt.isF64() || vt.isF64() ? Float64Type::get(kt.getContext())
-                                               : kt);
+  Type ct = computeType(
+      kt.isF64() || vt.isF64() ? Float64Type::get(kt.getContext()) : kt);
   Type f32 = e.b.getF32Type(), i32 = e.b.getI32Type();
   Value heads = e.dimOf(keys, 0), l = e.dimOf(keys, 1), d = e.dimOf(keys, 2),
         dv = e.dimOf(values, 2);
   auto outK = cast<RankedTensorType>(op.getMergedKeys().getType());
-  Value capacity = outK.isDynamicDim(1)
-                       ? e.dimOf(op.getKeysInit(), 1)
-                       : e.idx(outK.getDimSize(1));
+  Value capacity = outK.isDynamicDim(1) ? e.dimOf(op.getKeysInit(), 1)
+                                        : e.idx(outK.getDimSize(1));
   auto dyn2 = [](Type t) {
     return RankedTensorType::get({ShapedType::kDynamic, ShapedType::kDynamic},
                                  t);
@@ -382,8 +372,7 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
         };
         return {i64(acc[0]), i64(acc[1]), i64(acc[2]), acc[4]};
       });
-  Value start = stats[0], end = stats[1], pivot = stats[2],
-        scoreSum = stats[3];
+  Value start = stats[0], end = stats[1], pivot = stats[2], scoreSum = stats[3];
   auto rangeOf = [&](E &e, Value h, Value s) {
     Value a = e.toIndex(e.extract(start, {h, s}));
     Value b = e.toIndex(e.extract(end, {h, s}));
@@ -394,9 +383,9 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
   auto distance = [&](E &e, Value h, Value p, Value t) {
     return e.forLoop(e.idx(0), d, ValueRange{e.flt(0.0, ct)},
                      [&](E &e, Value k, ValueRange a) -> Values {
-                       Value x = e.fsub(
-                           e.convert(e.extract(keys, {h, p, k}), ct),
-                           e.convert(e.extract(keys, {h, t, k}), ct));
+                       Value x =
+                           e.fsub(e.convert(e.extract(keys, {h, p, k}), ct),
+                                  e.convert(e.extract(keys, {h, t, k}), ct));
                        return {e.fadd(a[0], e.fmul(x, x))};
                      })[0];
   };
@@ -430,12 +419,14 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
           Value s02 = e.fdiv(total, nF);
           Value s0zero = e.fcmp(arith::CmpFPredicate::OEQ, s02, zero);
           Value safe = e.select(s0zero, e.flt(1.0, ct), s02);
-          Value g0 = e.forLoop(
-              a, b, ValueRange{zero}, [&](E &e, Value t, ValueRange acc) -> Values {
-                Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, distance(e, h, p, t)),
-                                       e.fmul(two, safe)));
-                return {e.fadd(acc[0], g)};
-              })[0];
+          Value g0 =
+              e.forLoop(a, b, ValueRange{zero},
+                        [&](E &e, Value t, ValueRange acc) -> Values {
+                          Value g = e.exp(e.fdiv(
+                              arith::NegFOp::create(e.b, distance(e, h, p, t)),
+                              e.fmul(two, safe)));
+                          return {e.fadd(acc[0], g)};
+                        })[0];
           Value sg = e.fdiv(g0, e.fmul(e.sqrt(two), nF));
           sigma2 = e.select(s0zero, zero, e.fmul(sg, sg));
           break;
@@ -448,21 +439,23 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
         sigma2 = e.select(equal, zero, sigma2);
         Value safe2 = e.select(equal, e.flt(1.0, ct), sigma2);
         Value gsum = e.forLoop(
-            a, b, ValueRange{zero}, [&](E &e, Value t, ValueRange acc) -> Values {
-              Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, distance(e, h, p, t)),
-                                     e.fmul(two, safe2)));
+            a, b, ValueRange{zero},
+            [&](E &e, Value t, ValueRange acc) -> Values {
+              Value g =
+                  e.exp(e.fdiv(arith::NegFOp::create(e.b, distance(e, h, p, t)),
+                               e.fmul(two, safe2)));
               return {e.fadd(acc[0], e.select(equal, e.flt(1.0, ct), g))};
             })[0];
         return {sigma2, gsum};
       });
   // 3. Per token: its normalized weight in its slot.
-  Value weight = e.generate(
-      {dyn2(ct)}, {heads, l}, [&](E &e, ValueRange ivs) -> Values {
+  Value weight =
+      e.generate({dyn2(ct)}, {heads, l}, [&](E &e, ValueRange ivs) -> Values {
         Value h = ivs[0], t = ivs[1];
         Value s = e.extract(slots, {h, t});
-        Value valid = e.andI(e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
-                             e.cmp(arith::CmpIPredicate::slt, e.toIndex(s),
-                                   capacity));
+        Value valid =
+            e.andI(e.cmp(arith::CmpIPredicate::sge, s, e.i32(0)),
+                   e.cmp(arith::CmpIPredicate::slt, e.toIndex(s), capacity));
         return e.ifElse(
             valid,
             [&](E &e) -> Values {
@@ -473,8 +466,9 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
               Value zero = e.flt(0.0, ct);
               Value equal = e.fcmp(arith::CmpFPredicate::OEQ, sigma2, zero);
               Value safe2 = e.select(equal, e.flt(1.0, ct), sigma2);
-              Value g = e.exp(e.fdiv(arith::NegFOp::create(e.b, distance(e, h, p, t)),
-                                     e.fmul(e.flt(2.0, ct), safe2)));
+              Value g =
+                  e.exp(e.fdiv(arith::NegFOp::create(e.b, distance(e, h, p, t)),
+                               e.fmul(e.flt(2.0, ct), safe2)));
               return {e.fdiv(e.select(equal, e.flt(1.0, ct), g), gsum)};
             },
             [&](E &e) -> Values { return {e.flt(0.0, ct)}; });
@@ -486,7 +480,7 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
         {type}, {heads, capacity, width}, [&](E &e, ValueRange ivs) -> Values {
           Value h = ivs[0], s = ivs[1], k = ivs[2];
           auto ab = rangeOf(e, h, s);
-        Value a = ab.first, b = ab.second;
+          Value a = ab.first, b = ab.second;
           Value sum = e.forLoop(
               a, b, ValueRange{e.flt(0.0, ct)},
               [&](E &e, Value t, ValueRange acc) -> Values {
@@ -503,19 +497,19 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
   Value mv = mergedRows(values, vt, dv,
                         cast<RankedTensorType>(op.getMergedValues().getType()));
   auto slotMeta = [&](RankedTensorType type, bool isCount) {
-    return e.generate({type}, {heads, capacity},
-                      [&](E &e, ValueRange ivs) -> Values {
-                        Value h = ivs[0], s = ivs[1];
-                        Value len = e.toIndex(e.extract(lengths, {h}));
-                        Value used = e.cmp(arith::CmpIPredicate::slt, s, len);
-                        auto ab = rangeOf(e, h, s);
-        Value a = ab.first, b = ab.second;
-                        Value v = isCount ? e.toI32(e.sub(b, a))
-                                          : arith::TruncIOp::create(
-                                                e.b, i32, e.extract(pivot, {h, s}))
-                                                .getResult();
-                        return {e.select(used, v, e.i32(0))};
-                      })[0];
+    return e.generate(
+        {type}, {heads, capacity}, [&](E &e, ValueRange ivs) -> Values {
+          Value h = ivs[0], s = ivs[1];
+          Value len = e.toIndex(e.extract(lengths, {h}));
+          Value used = e.cmp(arith::CmpIPredicate::slt, s, len);
+          auto ab = rangeOf(e, h, s);
+          Value a = ab.first, b = ab.second;
+          Value v = isCount ? e.toI32(e.sub(b, a))
+                            : arith::TruncIOp::create(e.b, i32,
+                                                      e.extract(pivot, {h, s}))
+                                  .getResult();
+          return {e.select(used, v, e.i32(0))};
+        })[0];
   };
   Value positions =
       slotMeta(cast<RankedTensorType>(op.getPositions().getType()), false);
@@ -544,15 +538,14 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   Value hq = e.dimOf(q, 0), lq = e.dimOf(q, 1), d = e.dimOf(q, 2);
   Value s = e.dimOf(k, 1), dv = e.dimOf(v, 2);
   Value group = e.divu(hq, e.dimOf(k, 0));
-  Value scale = op.getScale()
-                    ? e.flt(op.getScale()->convertToDouble(), ct)
-                    : e.fdiv(e.flt(1.0, ct), e.sqrt(e.siToF(d, ct)));
+  Value scale = op.getScale() ? e.flt(op.getScale()->convertToDouble(), ct)
+                              : e.fdiv(e.flt(1.0, ct), e.sqrt(e.siToF(d, ct)));
   Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
   auto dyn3 = RankedTensorType::get(
       {ShapedType::kDynamic, ShapedType::kDynamic, ShapedType::kDynamic}, ct);
   // Masked, scaled logits [Hq, Lq, S]: -inf on slots a query does not see.
-  Value logits = e.generate(
-      {dyn3}, {hq, lq, s}, [&](E &e, ValueRange ivs) -> Values {
+  Value logits =
+      e.generate({dyn3}, {hq, lq, s}, [&](E &e, ValueRange ivs) -> Values {
         Value j = ivs[0], i = ivs[1], t = ivs[2];
         Value h = e.divu(j, group);
         Value seen = e.cmp(arith::CmpIPredicate::slt, t, s);
@@ -560,19 +553,18 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
           seen = e.andI(seen, e.cmp(arith::CmpIPredicate::slt, t,
                                     e.toIndex(e.extract(lengths, {h}))));
         if (causal)
-          seen = e.andI(seen,
-                        e.cmp(arith::CmpIPredicate::sle, t,
-                              e.add(i, e.sub(s, lq))));
+          seen = e.andI(seen, e.cmp(arith::CmpIPredicate::sle, t,
+                                    e.add(i, e.sub(s, lq))));
         return e.ifElse(
             seen,
             [&](E &e) -> Values {
-              Value dot = e.forLoop(
-                  e.idx(0), d, ValueRange{e.flt(0.0, ct)},
-                  [&](E &e, Value c, ValueRange a) -> Values {
-                    Value x = e.convert(e.extract(q, {j, i, c}), ct);
-                    Value y = e.convert(e.extract(k, {h, t, c}), ct);
-                    return {e.fadd(a[0], e.fmul(x, y))};
-                  })[0];
+              Value dot =
+                  e.forLoop(e.idx(0), d, ValueRange{e.flt(0.0, ct)},
+                            [&](E &e, Value c, ValueRange a) -> Values {
+                              Value x = e.convert(e.extract(q, {j, i, c}), ct);
+                              Value y = e.convert(e.extract(k, {h, t, c}), ct);
+                              return {e.fadd(a[0], e.fmul(x, y))};
+                            })[0];
               Value logit = e.fmul(dot, scale);
               if (countBias)
                 logit = e.fadd(logit, e.log(arith::SIToFPOp::create(
@@ -582,15 +574,15 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
             [&](E &) -> Values { return {ninf}; });
       })[0];
   // Row max and normalizer [Hq, Lq] (an empty row gives max -inf, sum 0).
-  auto dyn2 = RankedTensorType::get(
-      {ShapedType::kDynamic, ShapedType::kDynamic}, ct);
-  Values rowStats = e.generate(
-      {dyn2, dyn2}, {hq, lq}, [&](E &e, ValueRange ivs) -> Values {
-        Value m = e.forLoop(e.idx(0), s, ValueRange{ninf},
-                            [&](E &e, Value t, ValueRange a) -> Values {
-                              return {e.fmax(a[0], e.extract(logits,
-                                                             {ivs[0], ivs[1], t}))};
-                            })[0];
+  auto dyn2 =
+      RankedTensorType::get({ShapedType::kDynamic, ShapedType::kDynamic}, ct);
+  Values rowStats =
+      e.generate({dyn2, dyn2}, {hq, lq}, [&](E &e, ValueRange ivs) -> Values {
+        Value m = e.forLoop(
+            e.idx(0), s, ValueRange{ninf},
+            [&](E &e, Value t, ValueRange a) -> Values {
+              return {e.fmax(a[0], e.extract(logits, {ivs[0], ivs[1], t}))};
+            })[0];
         Value finite = e.fcmp(arith::CmpFPredicate::ONE, m, ninf);
         Value shift = e.select(finite, m, e.flt(0.0, ct));
         Value z = e.forLoop(e.idx(0), s, ValueRange{e.flt(0.0, ct)},
@@ -602,8 +594,8 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
       });
   auto probability = [&](E &e, Value j, Value i, Value t) {
     Value z = e.extract(rowStats[1], {j, i});
-    Value p = e.exp(e.fsub(e.extract(logits, {j, i, t}),
-                           e.extract(rowStats[0], {j, i})));
+    Value p = e.exp(
+        e.fsub(e.extract(logits, {j, i, t}), e.extract(rowStats[0], {j, i})));
     Value empty = e.fcmp(arith::CmpFPredicate::OEQ, z, e.flt(0.0, ct));
     return e.select(empty, e.flt(0.0, ct),
                     e.fdiv(p, e.select(empty, e.flt(1.0, ct), z)));
@@ -627,8 +619,8 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     return;
   }
   Value scores = e.generate(
-      {cast<RankedTensorType>(op.getScores().getType())},
-      {e.dimOf(k, 0), s}, [&](E &e, ValueRange ivs) -> Values {
+      {cast<RankedTensorType>(op.getScores().getType())}, {e.dimOf(k, 0), s},
+      [&](E &e, ValueRange ivs) -> Values {
         Value h = ivs[0], t = ivs[1];
         Value total = e.forLoop(
             e.idx(0), group, ValueRange{e.flt(0.0, ct)},
@@ -636,8 +628,7 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
               Value j = e.add(e.mul(h, group), g);
               return e.forLoop(e.idx(0), lq, ValueRange{a[0]},
                                [&](E &e, Value i, ValueRange b) -> Values {
-                                 return {e.fadd(b[0],
-                                                probability(e, j, i, t))};
+                                 return {e.fadd(b[0], probability(e, j, i, t))};
                                });
             })[0];
         return {e.convert(total, e.b.getF32Type())};
@@ -665,9 +656,8 @@ struct ConvertKVCacheToLinalgPass
     if (failed(lowerKVCacheOps(getOperation(), lower)))
       return signalPassFailure();
     bool left = false;
-    getOperation()->walk([&](Operation *op) {
-      left |= isa<KVCacheDialect>(op->getDialect());
-    });
+    getOperation()->walk(
+        [&](Operation *op) { left |= isa<KVCacheDialect>(op->getDialect()); });
     if (left)
       signalPassFailure();
   }
