@@ -32,6 +32,7 @@ POLICIES = [
     ("kvmerger", dict(ratio=0.35, sigma=0.7, sink=2, recent=3)),
     ("kvmerger", dict(ratio=0.5, mode="threshold", eps=0.2)),   # fewer runs than budget
     ("kvmerger", dict(ratio=0.35, mode="threshold", eps=0.95)),  # too many runs: budget cut
+    ("kvmerger", dict(ratio=0.44, recent=0, mode="threshold", eps=0.0)),  # middle up to the end
     ("h2o", dict(ratio=0.5)),
     ("h2o", dict(ratio=0.35, sink=0, recent=1)),
     ("streaming", dict(ratio=0.35)),

@@ -195,7 +195,13 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
     Selection s = selectionOf(e, sel, h);
     Value inner =
         e.cmp(arith::CmpIPredicate::slt, t, e.sub(r.recentStart, e.idx(1)));
-    return e.andI(inner, isSelected(e, s, keyOf(e, h, t), t));
+    // Read the link only inside the middle (it may not exist otherwise).
+    return e.ifElse(
+        inner,
+        [&](E &e) -> Values { return {isSelected(e, s, keyOf(e, h, t), t)}; },
+        [&](E &e) -> Values {
+          return {arith::ConstantIntOp::create(e.b, 0, 1)};
+        })[0];
   };
   auto slotsType = cast<RankedTensorType>(op.getSlots().getType());
   auto lengthsType = cast<RankedTensorType>(op.getLengths().getType());

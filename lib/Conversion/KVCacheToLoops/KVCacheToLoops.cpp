@@ -160,9 +160,15 @@ void emitMergeSlotMap(Emitter &e, Value h, Value length, const Regions &r,
   // last middle token's "link" never counts.
   Value lastMiddle = e.sub(r.recentStart, e.idx(1));
   Value sinkI32 = e.toI32(r.sink);
+  // Only links inside the middle are read: the last middle token has no link
+  // there (its similarity entry may not exist when recent = 0).
   auto cutInMiddle = [&](Emitter &e, Value t) -> Value {
     Value inner = e.cmp(arith::CmpIPredicate::slt, t, lastMiddle);
-    return arith::AndIOp::create(e.b, inner, cut(e, t));
+    return e.ifElse(
+        inner, [&](Emitter &e) -> Emitter::Values { return {cut(e, t)}; },
+        [&](Emitter &e) -> Emitter::Values {
+          return {arith::ConstantIntOp::create(e.b, 0, 1)};
+        })[0];
   };
   chunkedScan(e, r.sink, r.recentStart, scratch, {h}, cutInMiddle,
               [&](Emitter &e, Value t, Value before, Value) {
