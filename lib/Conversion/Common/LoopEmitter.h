@@ -382,6 +382,50 @@ Regions regions(E &e, mlir::Value length, int64_t sink, int64_t recent) {
   return {s, m, e.add(s, m)};
 }
 
+/// Merge-set identification of one head (step 1 of the spec): the middle
+/// links to cut, as a Selection over the order-preserving keys `keyOf(t)` of
+/// the links t in [r.sink, r.recentStart - 1). Budget mode: the
+/// `middle - 1` weakest links (ties: the older first). Threshold mode: the
+/// links below `eps`, unless that makes more than `middle` sets (then the
+/// budget cut). Every link when the middle already fits. `count` is the
+/// lowering's count (parallel loop, block-wide count, sequential loop).
+template <typename E>
+Selection selectMergeCuts(E &e, const Regions &r, int64_t middle,
+                          bool threshold, double eps, typename E::CountFn count,
+                          typename E::Pred keyOf) {
+  using namespace mlir;
+  using Values = SmallVector<Value>;
+  Value lastMiddle = e.sub(r.recentStart, e.idx(1));
+  auto rankOf = [](E &, Value t) { return t; };
+  Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
+  Value budgetCuts = e.idx(middle - 1);
+  auto selectBudget = [&](E &e) -> Values {
+    Selection s =
+        selectSmallest(e, r.sink, lastMiddle, budgetCuts, count, keyOf, rankOf);
+    return {s.threshold, s.rankLimit};
+  };
+  auto everyLink = [](E &e) -> Values {
+    return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
+  };
+  Values sel;
+  if (threshold) {
+    Value epsKey = orderedKey(e, e.flt(eps, e.b.getF32Type()));
+    Value below = count(e, r.sink, lastMiddle, [&](E &e, Value t) {
+      return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
+    });
+    Value tooMany =
+        e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
+    sel = e.ifElse(fits, everyLink, [&](E &e) {
+      return e.ifElse(tooMany, selectBudget, [&](E &e) -> Values {
+        return {epsKey, e.idx(-1)};
+      });
+    });
+  } else {
+    sel = e.ifElse(fits, everyLink, selectBudget);
+  }
+  return {sel[0], sel[1]};
+}
+
 //===----------------------------------------------------------------------===//
 // Pass driver
 //===----------------------------------------------------------------------===//

@@ -330,37 +330,12 @@ bool lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
         auto keyOf = [&](G &e, Value t) {
           return orderedKey(e, e.load(sim, {head, t}));
         };
-        auto rankOf = [&](G &, Value t) { return t; };
-        Value fits =
-            e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-        Value budgetCuts = e.idx(middle - 1);
-        auto selectBudget = [&](G &e) -> SmallVector<Value> {
-          Selection s = selectSmallest(e, r.sink, lastMiddle, budgetCuts, shm,
-                                       kSelectWarps, keyOf, rankOf);
-          return {s.threshold, s.rankLimit};
-        };
-        auto everyLink = [&](G &e) -> SmallVector<Value> {
-          return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-        };
-        SmallVector<Value> sel;
-        if (threshold) {
-          Value epsKey = orderedKey(e, e.f32(eps));
-          Value below = e.blockCount(
-              r.sink, lastMiddle, shm, kSelectWarps, [&](G &e, Value t) {
-                return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
-              });
-          Value tooMany =
-              e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
-          sel = e.ifElse(fits, everyLink, [&](G &e) {
-            return e.ifElse(tooMany, selectBudget,
-                            [&](G &e) -> SmallVector<Value> {
-                              return {epsKey, e.idx(-1)};
-                            });
-          });
-        } else {
-          sel = e.ifElse(fits, everyLink, selectBudget);
-        }
-        Selection s{sel[0], sel[1]};
+        Selection s = selectMergeCuts(
+            e, r, middle, threshold, eps,
+            [&](G &e, Value lb, Value ub, G::Pred pred) {
+              return e.blockCount(lb, ub, shm, kSelectWarps, pred);
+            },
+            keyOf);
         // Sink tokens: their own slot.
         e.blockFor(e.idx(0), r.sink, [&](G &e, Value t) {
           e.store(e.toI32(t), slots, {head, t});

@@ -163,32 +163,10 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   };
   HeadSelection sel = selectPerHead(e, heads, [&](E &e, Value h) -> Values {
     Regions r = regions(e, length, sink, recent);
-    Value lastMiddle = e.sub(r.recentStart, e.idx(1));
-    auto key = [&](E &e, Value t) { return keyOf(e, h, t); };
-    auto rank = [](E &, Value t) { return t; };
-    Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-    Value budgetCuts = e.idx(middle - 1);
-    auto budget = [&](E &e) -> Values {
-      Selection s =
-          selectSmallest(e, r.sink, lastMiddle, budgetCuts, countFn, key, rank);
-      return {s.threshold, s.rankLimit};
-    };
-    auto every = [](E &e) -> Values {
-      return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-    };
-    if (!threshold)
-      return e.ifElse(fits, every, budget);
-    Value epsKey = orderedKey(e, e.flt(eps, e.b.getF32Type()));
-    Value below = e.seqCount(r.sink, lastMiddle, [&](E &e, Value t) {
-      return e.cmp(arith::CmpIPredicate::ult, key(e, t), epsKey);
-    });
-    Value tooMany =
-        e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
-    return e.ifElse(fits, every, [&](E &e) {
-      return e.ifElse(tooMany, budget, [&](E &e) -> Values {
-        return {epsKey, e.idx(-1)};
-      });
-    });
+    Selection s =
+        selectMergeCuts(e, r, middle, threshold, eps, countFn,
+                        [&](E &e, Value t) { return keyOf(e, h, t); });
+    return Values{s.threshold, s.rankLimit};
   });
   // Cut link t (t < last middle token) of head h.
   auto cut = [&](E &e, Value h, const Regions &r, Value t) {

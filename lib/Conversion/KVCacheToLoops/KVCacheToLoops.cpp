@@ -200,42 +200,15 @@ void emitMergeSetsHead(Emitter &e, Value head, Value length, Value sim,
                        Value slots, Value lengths, Value scratch,
                        const MergeSetsParams &p) {
   Regions r = regions(e, length, p.sink, p.recent);
-  Value lastMiddle = e.sub(r.recentStart, e.idx(1));
   auto keyOf = [&](Emitter &e, Value t) {
     return orderedKey(e, e.load(sim, {head, t}));
   };
-  auto rankOf = [&](Emitter &, Value t) { return t; };
-  // Number of cuts: Bm - 1, or every link when the middle already fits.
-  Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(p.middle));
-  Value budgetCuts = e.idx(p.middle - 1);
-  auto selectBudget = [&](Emitter &e) -> SmallVector<Value> {
-    Selection s =
-        selectSmallest(e, r.sink, lastMiddle, budgetCuts, keyOf, rankOf);
-    return {s.threshold, s.rankLimit};
-  };
-  auto everyLink = [&](Emitter &e) -> SmallVector<Value> {
-    return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-  };
-  SmallVector<Value> sel;
-  if (p.threshold) {
-    // Cut where s < eps, unless that makes more than Bm sets: then the
-    // Bm - 1 weakest links (all below eps) are cut, as in budget mode.
-    Value epsKey = orderedKey(e, e.flt(p.eps, e.b.getF32Type()));
-    Value below = e.count(r.sink, lastMiddle, [&](Emitter &e, Value t) {
-      return e.cmp(arith::CmpIPredicate::ult, keyOf(e, t), epsKey);
-    });
-    Value tooMany =
-        e.cmp(arith::CmpIPredicate::sgt, below, e.toI32(budgetCuts));
-    sel = e.ifElse(fits, everyLink, [&](Emitter &e) {
-      return e.ifElse(tooMany, selectBudget,
-                      [&](Emitter &e) -> SmallVector<Value> {
-                        return {epsKey, e.idx(-1)};
-                      });
-    });
-  } else {
-    sel = e.ifElse(fits, everyLink, selectBudget);
-  }
-  Selection s{sel[0], sel[1]};
+  Selection s = selectMergeCuts(
+      e, r, p.middle, p.threshold, p.eps,
+      [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
+        return e.count(lb, ub, pred);
+      },
+      keyOf);
   emitMergeSlotMap(
       e, head, length, r, slots, lengths, scratch,
       [&](Emitter &e, Value t) { return isSelected(e, s, keyOf(e, t), t); });
