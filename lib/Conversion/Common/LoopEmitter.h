@@ -426,6 +426,32 @@ Selection selectMergeCuts(E &e, const Regions &r, int64_t middle,
   return {sel[0], sel[1]};
 }
 
+/// Eviction selection of one head (H2O / StreamingLLM): the `middle` middle
+/// tokens with the largest score, ties to the newer (`keyOf` is the
+/// complemented order key of the score, `rankOf` the distance from the
+/// newest token); every middle token when they fit; none for `middle == 0`.
+template <typename E>
+Selection selectKept(E &e, const Regions &r, int64_t middle,
+                     typename E::CountFn count, typename E::Pred keyOf,
+                     typename E::Pred rankOf) {
+  using namespace mlir;
+  using Values = SmallVector<Value>;
+  if (middle == 0)
+    return {e.i32(0), e.idx(-1)};
+  Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
+  Values sel = e.ifElse(
+      fits,
+      [](E &e) -> Values {
+        return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
+      },
+      [&](E &e) -> Values {
+        Selection s = selectSmallest(e, r.sink, r.recentStart, e.idx(middle),
+                                     count, keyOf, rankOf);
+        return {s.threshold, s.rankLimit};
+      });
+  return {sel[0], sel[1]};
+}
+
 //===----------------------------------------------------------------------===//
 // Pass driver
 //===----------------------------------------------------------------------===//

@@ -214,19 +214,6 @@ bool isF64(Value v) { return elementType(v).isF64(); }
 // Shared algorithms (as in convert-kvcache-to-loops, counts block-wide)
 //===----------------------------------------------------------------------===//
 
-/// The `k` smallest keys over [lb, ub) with ties by rank, found by two
-/// bitwise binary searches; every step is one block-wide count. All values
-/// are block-uniform, so the loops (and their barriers) are uniform.
-Selection selectSmallest(G &e, Value lb, Value ub, Value k, Value shm,
-                         int64_t warps, G::Pred keyOf, G::Pred rankOf) {
-  return kvmerge::conversion::selectSmallest<G>(
-      e, lb, ub, k,
-      [&](G &e, Value from, Value to, G::Pred pred) {
-        return e.blockCount(from, to, shm, warps, pred);
-      },
-      keyOf, rankOf);
-}
-
 /// Block-wide scan of `flag` over tokens [lb, ub) in tiles of the block
 /// size; `visit(t, before, flag)` runs for every token in range. Returns the
 /// total number of flags (uniform).
@@ -397,25 +384,12 @@ bool lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
           return arith::XOrIOp::create(e.b, key, e.i32(-1)).getResult();
         };
         auto rankOf = [&](G &e, Value t) { return e.sub(length, t); };
-        Value fits =
-            e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-        SmallVector<Value> sel;
-        if (middle == 0) {
-          sel = {e.i32(0), e.idx(-1)};
-        } else {
-          sel = e.ifElse(
-              fits,
-              [&](G &e) -> SmallVector<Value> {
-                return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-              },
-              [&](G &e) -> SmallVector<Value> {
-                Selection s =
-                    selectSmallest(e, r.sink, r.recentStart, e.idx(middle), shm,
-                                   kSelectWarps, keyOf, rankOf);
-                return {s.threshold, s.rankLimit};
-              });
-        }
-        Selection s{sel[0], sel[1]};
+        Selection s = selectKept(
+            e, r, middle,
+            [&](G &e, Value lb, Value ub, G::Pred pred) {
+              return e.blockCount(lb, ub, shm, kSelectWarps, pred);
+            },
+            keyOf, rankOf);
         e.blockFor(e.idx(0), r.sink, [&](G &e, Value t) {
           e.store(e.toI32(t), slots, {head, t});
         });

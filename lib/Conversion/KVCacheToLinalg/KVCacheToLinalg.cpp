@@ -241,21 +241,11 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
     return e.seqCount(lb, ub, p);
   };
   HeadSelection sel = selectPerHead(e, heads, [&](E &e, Value h) -> Values {
-    if (middle == 0)
-      return {e.i32(0), e.idx(-1)};
     Regions r = regions(e, length, sink, recent);
-    Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-    return e.ifElse(
-        fits,
-        [](E &e) -> Values {
-          return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-        },
-        [&](E &e) -> Values {
-          Selection s = selectSmallest(
-              e, r.sink, r.recentStart, e.idx(middle), countFn,
-              [&](E &e, Value t) { return keyOf(e, h, t); }, rankOf);
-          return {s.threshold, s.rankLimit};
-        });
+    Selection s = selectKept(
+        e, r, middle, countFn, [&](E &e, Value t) { return keyOf(e, h, t); },
+        rankOf);
+    return Values{s.threshold, s.rankLimit};
   });
   auto kept = [&](E &e, Value h, Value t) {
     return isSelected(e, selectionOf(e, sel, h), keyOf(e, h, t), rankOf(e, t));

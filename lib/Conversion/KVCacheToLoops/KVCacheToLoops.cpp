@@ -49,19 +49,6 @@ struct Emitter : LoopEmitterBase<Emitter> {
 // Shared algorithms
 //===----------------------------------------------------------------------===//
 
-/// The selection of the `k` smallest keys over tokens [lb, ub) (see
-/// kvmerge::conversion::selectSmallest); each search step is one parallel
-/// count.
-Selection selectSmallest(Emitter &e, Value lb, Value ub, Value k,
-                         Emitter::Pred keyOf, Emitter::Pred rankOf) {
-  return kvmerge::conversion::selectSmallest<Emitter>(
-      e, lb, ub, k,
-      [](Emitter &e, Value from, Value to, Emitter::Pred pred) {
-        return e.count(from, to, pred);
-      },
-      keyOf, rankOf);
-}
-
 /// Two-level exclusive prefix scan of 0/1 flags over tokens [lb, ub):
 /// chunk totals in parallel, a short walk over chunk totals, then every
 /// chunk walks its tokens in parallel with the others, calling
@@ -260,23 +247,12 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
       return arith::XOrIOp::create(e.b, key, e.i32(-1)).getResult();
     };
     auto rankOf = [&](Emitter &e, Value t) { return e.sub(length, t); };
-    Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-    SmallVector<Value> sel;
-    if (middle == 0) {
-      sel = {e.i32(0), e.idx(-1)};
-    } else {
-      sel = e.ifElse(
-          fits,
-          [&](Emitter &e) -> SmallVector<Value> {
-            return {e.i32(-1), e.idx(std::numeric_limits<int32_t>::max())};
-          },
-          [&](Emitter &e) -> SmallVector<Value> {
-            Selection s = selectSmallest(e, r.sink, r.recentStart,
-                                         e.idx(middle), keyOf, rankOf);
-            return {s.threshold, s.rankLimit};
-          });
-    }
-    Selection s{sel[0], sel[1]};
+    Selection s = selectKept(
+        e, r, middle,
+        [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
+          return e.count(lb, ub, pred);
+        },
+        keyOf, rankOf);
     auto kept = [&](Emitter &e, Value t) {
       return isSelected(e, s, keyOf(e, t), rankOf(e, t));
     };
