@@ -717,7 +717,9 @@ bool lowerMerge(MergeOp op, RewriterBase &rewriter) {
 //===----------------------------------------------------------------------===//
 
 bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
-  if (op.getScoresInit())
+  // Masked attention (raised frontend IR) and the scores variant run on the
+  // host through convert-kvcache-to-loops.
+  if (op.getScoresInit() || op.getMask())
     return false;
   auto qt = cast<RankedTensorType>(op.getQuery().getType());
   auto kt = cast<RankedTensorType>(op.getKeys().getType());
@@ -782,8 +784,9 @@ bool lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     Value n = s;
     if (lengths)
       n = e.maxS(e.minS(e.toIndex(e.load(lengths, {h})), s), e.idx(0));
+    // Causal: the queries are the last Lq of the valid slots.
     if (causal)
-      n = e.minS(n, e.add(i, e.add(e.sub(s, lq), e.idx(1))));
+      n = e.minS(n, e.add(i, e.add(e.sub(n, lq), e.idx(1))));
     return n;
   };
   // Column `jj * 32 + lane` of a width-`width` row, clamped in range, and

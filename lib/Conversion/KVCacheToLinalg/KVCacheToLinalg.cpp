@@ -512,6 +512,12 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   Value hq = e.dimOf(q, 0), lq = e.dimOf(q, 1), d = e.dimOf(q, 2);
   Value s = e.dimOf(k, 1), dv = e.dimOf(v, 2);
   Value group = e.divu(hq, e.dimOf(k, 0));
+  Value mask = op.getMask(), maskGroup;
+  bool maskPerQuery = false;
+  if (mask) {
+    maskGroup = e.divu(hq, e.dimOf(mask, 0));
+    maskPerQuery = cast<RankedTensorType>(mask.getType()).getDimSize(1) != 1;
+  }
   Value scale = op.getScale() ? e.flt(op.getScale()->convertToDouble(), ct)
                               : e.fdiv(e.flt(1.0, ct), e.sqrt(e.siToF(d, ct)));
   Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
@@ -522,13 +528,25 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
       e.generate({dyn3}, {hq, lq, s}, [&](E &e, ValueRange ivs) -> Values {
         Value j = ivs[0], i = ivs[1], t = ivs[2];
         Value h = e.divu(j, group);
-        Value seen = e.cmp(arith::CmpIPredicate::slt, t, s);
+        Value bias;
+        Value valid = s;
         if (lengths)
-          seen = e.andI(seen, e.cmp(arith::CmpIPredicate::slt, t,
-                                    e.toIndex(e.extract(lengths, {h}))));
+          valid = e.maxS(e.minS(e.toIndex(e.extract(lengths, {h})), s),
+                         e.idx(0));
+        Value seen = e.cmp(arith::CmpIPredicate::slt, t, valid);
+        // Causal: the queries are the last Lq of the valid slots.
         if (causal)
           seen = e.andI(seen, e.cmp(arith::CmpIPredicate::sle, t,
-                                    e.add(i, e.sub(s, lq))));
+                                    e.add(i, e.sub(valid, lq))));
+        if (mask) {
+          Value row = e.divu(j, maskGroup);
+          Value mi = maskPerQuery ? i : e.idx(0);
+          Value m = e.extract(mask, {row, mi, t});
+          if (m.getType().isInteger(1))
+            seen = e.andI(seen, m);
+          else
+            bias = e.convert(m, ct);
+        }
         return e.ifElse(
             seen,
             [&](E &e) -> Values {
@@ -543,6 +561,8 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
               if (countBias)
                 logit = e.fadd(logit, e.log(arith::SIToFPOp::create(
                                           e.b, ct, e.extract(counts, {h, t}))));
+              if (bias)
+                logit = e.fadd(logit, bias);
               return {logit};
             },
             [&](E &) -> Values { return {ninf}; });
@@ -610,6 +630,48 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   rewriter.replaceOp(op, {out, scores});
 }
 
+//===----------------------------------------------------------------------===//
+// append: valid slots, new entries, zeros (a gather-style generic)
+//===----------------------------------------------------------------------===//
+
+void lowerAppend(AppendOp op, RewriterBase &rewriter) {
+  E e(rewriter, op.getLoc());
+  Value cache = op.getCache(), add = op.getAdded(), lengths = op.getLengths();
+  auto rt = cast<RankedTensorType>(op.getResult().getType());
+  Value p = e.dimOf(cache, 1), t = e.dimOf(add, 1);
+  Values sizes;
+  for (int64_t i = 0; i < rt.getRank(); ++i)
+    sizes.push_back(i == 1 ? e.add(p, t) : e.dimOf(cache, i));
+  auto validOf = [&](E &e, Value h) {
+    return e.maxS(e.minS(e.toIndex(e.extract(lengths, {h})), p), e.idx(0));
+  };
+  Value zero = arith::ConstantOp::create(
+      e.b, cast<TypedAttr>(e.b.getZeroAttr(rt.getElementType())));
+  Value out = e.generate({rt}, sizes, [&](E &e, ValueRange ivs) -> Values {
+    Value n = validOf(e, ivs[0]);
+    return e.ifElse(
+        e.cmp(arith::CmpIPredicate::slt, ivs[1], n),
+        [&](E &e) -> Values { return {e.extract(cache, ivs)}; },
+        [&](E &e) -> Values {
+          Value k = e.sub(ivs[1], n);
+          return e.ifElse(
+              e.cmp(arith::CmpIPredicate::slt, k, t),
+              [&](E &e) -> Values {
+                Values at(ivs);
+                at[1] = k;
+                return {e.extract(add, at)};
+              },
+              [&](E &) -> Values { return {zero}; });
+        });
+  })[0];
+  auto lengthsType = cast<RankedTensorType>(op.getNewLengths().getType());
+  Value newLengths = e.generate({lengthsType}, {sizes[0]},
+                                [&](E &e, ValueRange ivs) -> Values {
+                                  return {e.toI32(e.add(validOf(e, ivs[0]), t))};
+                                })[0];
+  rewriter.replaceOp(op, {out, newLengths});
+}
+
 struct ConvertKVCacheToLinalgPass
     : kvmerge::impl::ConvertKVCacheToLinalgBase<ConvertKVCacheToLinalgPass> {
   void runOnOperation() override {
@@ -620,6 +682,7 @@ struct ConvertKVCacheToLinalgPass
           .Case([&](SelectSetsOp o) { lowerSelectSets(o, rewriter); })
           .Case([&](MergeOp o) { lowerMerge(o, rewriter); })
           .Case([&](AttentionOp o) { lowerAttention(o, rewriter); })
+          .Case([&](AppendOp o) { lowerAppend(o, rewriter); })
           .Default([](Operation *op) {
             op->emitOpError("has no export lowering (run "
                             "kvmerge-decompose-compress first; "

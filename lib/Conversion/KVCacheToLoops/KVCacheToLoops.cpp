@@ -733,10 +733,23 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     Value n = s;
     if (lengths)
       n = e.maxS(e.minS(e.toIndex(e.load(lengths, {h})), s), e.idx(0));
+    // Causal: the queries are the last Lq of the valid slots.
     if (causal)
-      n = e.minS(n, e.add(i, e.add(e.sub(s, lq), e.idx(1))));
+      n = e.minS(n, e.add(i, e.add(e.sub(n, lq), e.idx(1))));
     return n;
   };
+  // A mask row per `maskGroup` query heads; `maskPerQuery` when it is not
+  // broadcast over the queries. A float mask is added to the logits; an i1
+  // mask turns invisible slots into -inf logits.
+  Value mask = op.getMask() ? e.toBuffer(op.getMask()) : Value();
+  Value maskGroup;
+  bool maskPerQuery = false;
+  if (mask) {
+    maskGroup = e.divu(hq, e.dim(mask, 0));
+    maskPerQuery = cast<RankedTensorType>(op.getMask().getType())
+                       .getDimSize(1) != 1;
+  }
+  Value ninfC = e.flt(-std::numeric_limits<double>::infinity(), ct);
   auto logitOf = [&](Emitter &e, Value j, Value i, Value h, Value t) {
     Value dot =
         e.forLoop(e.idx(0), d, ValueRange{e.flt(0.0, ct)},
@@ -749,6 +762,12 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     if (countBias) {
       Value cnt = e.load(counts, {h, t});
       logit = e.fadd(logit, e.log(arith::SIToFPOp::create(e.b, ct, cnt)));
+    }
+    if (mask) {
+      Value m = e.load(mask, {e.divu(j, maskGroup),
+                              maskPerQuery ? i : e.idx(0), t});
+      logit = m.getType().isInteger(1) ? e.select(m, logit, ninfC)
+                                       : e.fadd(logit, e.convert(m, ct));
     }
     return logit;
   };
@@ -769,6 +788,12 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
           Value m = e.fmax(st[0], logit);
           Value corr = e.exp(e.fsub(st[0], m));
           Value p = e.exp(e.fsub(logit, m));
+          if (mask) {
+            // Only -inf logits so far (masked slots): nothing to rescale.
+            Value none = e.fcmp(arith::CmpFPredicate::OEQ, m, ninfC);
+            corr = e.select(none, e.flt(1.0, ct), corr);
+            p = e.select(none, e.flt(0.0, ct), p);
+          }
           e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
             Value y = e.convert(e.load(v, {h, t, c}), ct);
             e.store(e.fadd(e.fmul(e.load(acc, {j, i, c}), corr), e.fmul(p, y)),
@@ -807,9 +832,13 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
                 auto r = e.ifElse(
                     seen,
                     [&](Emitter &e) -> SmallVector<Value> {
-                      Value p = e.exp(e.fsub(logitOf(e, j, i, h, t),
-                                             e.load(stats, {e.idx(0), j, i})));
+                      Value mx = e.load(stats, {e.idx(0), j, i});
+                      Value p = e.exp(e.fsub(logitOf(e, j, i, h, t), mx));
                       p = e.fdiv(p, e.load(stats, {e.idx(1), j, i}));
+                      if (mask) // a row without a visible slot
+                        p = e.select(
+                            e.fcmp(arith::CmpFPredicate::OEQ, mx, ninfC),
+                            e.flt(0.0, ct), p);
                       return {e.fadd(a[0], p)};
                     },
                     [&](Emitter &) -> SmallVector<Value> { return {a[0]}; });
@@ -821,6 +850,64 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
   });
   rewriter.replaceOp(op, {e.toTensor(out, op.getResult().getType()),
                           e.toTensor(scores, op.getScores().getType())});
+}
+
+/// Copies the valid slots, then the new entries, then zeros, one head per
+/// parallel iteration (kvcache.append).
+void lowerAppend(AppendOp op, RewriterBase &rewriter) {
+  Emitter e(rewriter, op.getLoc());
+  Value cache = e.toBuffer(op.getCache()), add = e.toBuffer(op.getAdded());
+  Value lengths = e.toBuffer(op.getLengths());
+  auto rt = cast<RankedTensorType>(op.getResult().getType());
+  int64_t rank = rt.getRank();
+  Value p = e.dim(cache, 1), t = e.dim(add, 1);
+  SmallVector<Value> sizes;
+  for (int64_t i = 0; i < rank; ++i)
+    sizes.push_back(i == 1 ? e.add(p, t) : e.dim(cache, i));
+  Value out = e.allocLike(rt, sizes);
+  Value outLengths = e.allocLike(op.getNewLengths().getType(), {sizes[0]});
+  Value zero = arith::ConstantOp::create(
+      e.b, cast<TypedAttr>(e.b.getZeroAttr(rt.getElementType())));
+  e.parallel({e.idx(0)}, {sizes[0]}, [&](Emitter &e, ValueRange ivs) {
+    Value h = ivs[0];
+    Value n = e.maxS(e.minS(e.toIndex(e.load(lengths, {h})), p), e.idx(0));
+    e.store(e.toI32(e.add(n, t)), outLengths, {h});
+    // One slot: the trailing dims in nested loops.
+    std::function<void(Emitter &, SmallVector<Value>)> row =
+        [&](Emitter &e, SmallVector<Value> idx) {
+          if (static_cast<int64_t>(idx.size()) < rank) {
+            e.forLoop(e.idx(0), sizes[idx.size()], [&](Emitter &e, Value c) {
+              SmallVector<Value> next = idx;
+              next.push_back(c);
+              row(e, next);
+            });
+            return;
+          }
+          Value slot = idx[1];
+          Value v = e.ifElse(
+              e.cmp(arith::CmpIPredicate::slt, slot, n),
+              [&](Emitter &e) -> SmallVector<Value> {
+                return {e.load(cache, idx)};
+              },
+              [&](Emitter &e) -> SmallVector<Value> {
+                Value k = e.sub(slot, n);
+                return e.ifElse(
+                    e.cmp(arith::CmpIPredicate::slt, k, t),
+                    [&](Emitter &e) -> SmallVector<Value> {
+                      SmallVector<Value> at = idx;
+                      at[1] = k;
+                      return {e.load(add, at)};
+                    },
+                    [&](Emitter &) -> SmallVector<Value> { return {zero}; });
+              })[0];
+          e.store(v, out, idx);
+        };
+    e.forLoop(e.idx(0), sizes[1], [&](Emitter &e, Value s) {
+      row(e, {h, s});
+    });
+  });
+  rewriter.replaceOp(op, {e.toTensor(out, rt),
+                          e.toTensor(outLengths, op.getNewLengths().getType())});
 }
 
 struct ConvertKVCacheToLoopsPass
@@ -836,7 +923,8 @@ struct ConvertKVCacheToLoopsPass
           .Case([&](AccumulatedScoresOp o) {
             lowerAccumulatedScores(o, rewriter);
           })
-          .Case([&](AttentionOp o) { lowerAttention(o, rewriter); });
+          .Case([&](AttentionOp o) { lowerAttention(o, rewriter); })
+          .Case([&](AppendOp o) { lowerAppend(o, rewriter); });
     };
     if (failed(lowerKVCacheOps(getOperation(), lower)))
       signalPassFailure();

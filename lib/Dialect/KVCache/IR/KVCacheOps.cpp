@@ -9,6 +9,7 @@
 
 #include "mlir/Dialect/Tensor/Utils/Utils.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/TypeUtilities.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/PatternMatch.h"
@@ -592,6 +593,51 @@ LogicalResult AttentionOp::verify() {
       failed(c.check(getScoresInit().getType(), "scores", "[Hkv, S]",
                      {hkv, s})))
     return failure();
+  if (Value mask = getMask()) {
+    if (failed(c.checkRank(mask.getType(), "mask", "[Hm, Lq or 1, S]", 3)))
+      return failure();
+    int64_t hm = dim(mask, 0), mq = dim(mask, 1);
+    if (!ShapedType::isDynamic(hm) && !ShapedType::isDynamic(hq) &&
+        (hm < 1 || hq % hm != 0))
+      return emitOpError() << "mask rows (" << hm
+                           << ") must divide the query heads (" << hq << ")";
+    if (mq != 1 &&
+        failed(c.check(mask.getType(), "mask", "[Hm, Lq or 1, S]",
+                       {hm, lq, s})))
+      return failure();
+    if (failed(c.check(mask.getType(), "mask", "[Hm, Lq or 1, S]",
+                       {hm, mq, s})))
+      return failure();
+  }
   return c.check(getInit().getType(), "output", "[Hq, Lq, Dv]",
                  {hq, lq, dim(getValues(), 2)});
+}
+
+//===----------------------------------------------------------------------===//
+// AppendOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AppendOp::verify() {
+  ShapeChecker c{*this};
+  auto cache = cast<RankedTensorType>(getCache().getType());
+  auto add = cast<RankedTensorType>(getAdded().getType());
+  if (cache.getRank() < 2)
+    return emitOpError() << "cache must have rank >= 2 [H, P, ...], got rank "
+                         << cache.getRank();
+  SmallVector<int64_t> newShape(cache.getShape());
+  newShape[1] = add.getRank() >= 2 ? add.getDimSize(1) : ShapedType::kDynamic;
+  if (failed(c.check(add, "added", "[H, T, ...] (as the cache but T)",
+                     newShape)))
+    return failure();
+  int64_t h = cache.getDimSize(0), p = cache.getDimSize(1),
+          t = add.getDimSize(1);
+  if (failed(c.check(getLengths().getType(), "lengths", "[H]", {h})) ||
+      failed(c.check(getNewLengths().getType(), "new lengths", "[H]", {h})))
+    return failure();
+  SmallVector<int64_t> resultShape(cache.getShape());
+  resultShape[1] = ShapedType::isDynamic(p) || ShapedType::isDynamic(t)
+                       ? ShapedType::kDynamic
+                       : p + t;
+  return c.check(getResult().getType(), "result", "[H, P + T, ...]",
+                 resultShape);
 }

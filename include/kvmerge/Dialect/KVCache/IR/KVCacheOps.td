@@ -19,6 +19,7 @@ include "mlir/IR/CommonAttrConstraints.td"
 def KVCache_FloatTensor : RankedTensorOf<[F16, BF16, F32, F64]>;
 def KVCache_F32Tensor : RankedTensorOf<[F32]>;
 def KVCache_I32Tensor : RankedTensorOf<[I32]>;
+def KVCache_MaskTensor : RankedTensorOf<[F16, BF16, F32, F64, I1]>;
 
 //===----------------------------------------------------------------------===//
 // similarity
@@ -322,6 +323,41 @@ def KVCache_CompressOp : KVCache_Op<"compress", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// append
+//===----------------------------------------------------------------------===//
+
+def KVCache_AppendOp : KVCache_Op<"append", [Pure,
+    AllElementTypesMatch<["cache", "added", "result"]>]> {
+  let summary = "append new tokens right after the valid slots of a cache";
+  let description = [{
+    A decode step's cache update on a compressed cache: for every head `h`
+    with `n = lengths[h]` valid slots (clamped to `[0, P]`), the result holds
+    the `n` valid slots, then the `T` added entries, then zeros:
+    `result[h, s] = cache[h, s]` for `s < n`, `added[h, s - n]` for
+    `n <= s < n + T`, `0` beyond; `new_lengths[h] = n + T`. The result has
+    `P + T` slots, so the valid slots stay a prefix and every later step
+    masks with the same `lengths` rule. `cache` is `[H, P, ...]` (keys,
+    values, or per-slot metadata such as positions), `added` is `[H, T, ...]`.
+    `kvmerge-insert-compression` rewrites a decode's
+    `tensor.concat(cache, new)` into this op.
+
+    ```mlir
+    %k2, %len2 = kvcache.append %cache, %added lengths(%len)
+        : tensor<3x64x64xf16>, tensor<3x1x64xf16>, tensor<3xi32>
+        -> tensor<3x65x64xf16>, tensor<3xi32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$cache, AnyRankedTensor:$added,
+                       KVCache_I32Tensor:$lengths);
+  let results = (outs AnyRankedTensor:$result, KVCache_I32Tensor:$new_lengths);
+  let assemblyFormat = [{
+    $cache `,` $added `lengths` `(` $lengths `)` attr-dict `:` type($cache) `,`
+    type($added) `,` type($lengths) `->` type($result) `,` type($new_lengths)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // attention
 //===----------------------------------------------------------------------===//
 
@@ -332,9 +368,16 @@ def KVCache_AttentionOp : KVCache_Op<"attention", [
   let description = [{
     `out[j, i] = sum_s softmax_s(scale * q[j,i] . k[h,s] + bias) v[h,s]` for
     query head `j` of KV head `h = j / (Hq / Hkv)` (GQA), over the valid
-    slots `s < lengths[h]` (all `S` slots when `lengths` is absent).
-    `causal`: query `i` of `Lq` sees slots `s <= i + S - Lq`.
+    slots `s < V[h]`, `V[h] = lengths[h]` (all `S` slots when `lengths` is
+    absent).
+    `causal`: query `i` of `Lq` sees valid slots `s <= i + V[h] - Lq` (the
+    queries are the last `Lq` valid slots).
     `count_bias` (needs `counts`) adds `log(count[h,s])` to each logit.
+    `mask` (`[Hm, Lq or 1, S]`, query head `j` reads row `j / (Hq / Hm)`):
+    a float mask is added to the logits (after `scale`); an `i1` mask says
+    which slots are visible (`true`). This is how raised frontend IR keeps a
+    mask that is not provably causal (padding, run-time positions).
+    A query that sees no slot (or only `-inf` logits) gets zeros.
     `scale` defaults to `1/sqrt(D)`.
 
     With a second destination `scores`, the op also returns the accumulated
@@ -355,6 +398,7 @@ def KVCache_AttentionOp : KVCache_Op<"attention", [
     KVCache_FloatTensor:$query, KVCache_FloatTensor:$keys,
     KVCache_FloatTensor:$values,
     Optional<KVCache_I32Tensor>:$lengths, Optional<KVCache_I32Tensor>:$counts,
+    Optional<KVCache_MaskTensor>:$mask,
     KVCache_FloatTensor:$init, Optional<KVCache_F32Tensor>:$scores_init,
     OptionalAttr<F64Attr>:$scale, UnitAttr:$causal, UnitAttr:$count_bias);
   let results = (outs KVCache_FloatTensor:$result,
@@ -364,6 +408,7 @@ def KVCache_AttentionOp : KVCache_Op<"attention", [
       `,` type($values) `)`
     (`lengths` `(` $lengths^ `:` type($lengths) `)`)?
     (`counts` `(` $counts^ `:` type($counts) `)`)?
+    (`mask` `(` $mask^ `:` type($mask) `)`)?
     `outs` `(` $init (`,` $scores_init^)? `:` type($init)
       (`,` type($scores_init)^)? `)`
     (`scale` `(` $scale^ `)`)? (`causal` $causal^)?
