@@ -526,7 +526,7 @@ func.func @softmax_wrong_axis(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v
   %p = linalg.softmax dimension(1) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: softmax is not over the key axis}}
+  // expected-remark @+1 {{not raised to kvcache.attention: softmax divides by a sum of other values or over another axis than the one P . V contracts}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
@@ -578,17 +578,17 @@ func.func @max_over_wrong_axis(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %
   } -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: softmax does not subtract the maximum over the key axis}}
+  // expected-remark @+1 {{not raised to kvcache.attention: logits subtract a reduction of the scores that varies along the key axis (a softmax subtracts the row maximum)}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
 
 // -----
 
-// No scale between Q.K^T and the softmax. Left alone.
+// No scale between Q.K^T and the softmax: attention with scale 1.
 // CHECK-LABEL: func @missing_scale
-// CHECK-NOT: kvcache.attention
-// CHECK: linalg.batch_matmul
+// CHECK: kvcache.attention {{.*}} scale(1.000000e+00){{$}}
+// CHECK-NOT: linalg.batch_matmul
 func.func @missing_scale(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: tensor<4x8x16xf32>) -> tensor<4x8x16xf32> {
   %c0 = arith.constant 0.0 : f32
   %ninf = arith.constant 0xFF800000 : f32
@@ -599,17 +599,20 @@ func.func @missing_scale(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: ten
   %p = linalg.softmax dimension(2) ins(%s : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: scores are not scaled by a constant}}
+  // expected-remark @+1 {{raised attention (G = 1, scale = 1)}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
 
 // -----
 
-// An additive mask that is not causal (arbitrary biases). Left alone.
+// An additive mask that is not causal (arbitrary biases) becomes the
+// attention's mask operand, materialized by one generic over [1, M, N]
+// (here folded to a constant by --canonicalize).
 // CHECK-LABEL: func @non_causal_mask
-// CHECK-NOT: kvcache.attention
-// CHECK: linalg.batch_matmul
+// CHECK: %[[MASK:.*]] = arith.constant dense<{{.*}}> : tensor<1x8x8xf32>
+// CHECK: kvcache.attention {{.*}} mask(%[[MASK]] : tensor<1x8x8xf32>) outs({{.*}}) scale(2.500000e-01){{$}}
+// CHECK-NOT: linalg.batch_matmul
 func.func @non_causal_mask(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: tensor<4x8x16xf32>) -> tensor<4x8x16xf32> {
   %c0 = arith.constant 0.0 : f32
   %ninf = arith.constant 0xFF800000 : f32
@@ -657,17 +660,20 @@ func.func @non_causal_mask(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: t
   } -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: additive mask is not a causal mask}}
+  // expected-remark @+1 {{raised attention (G = 1, scale = 0.25, mask 1x8x8xf32)}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
 
 // -----
 
-// A masked fill hiding the past (query > key), not the future. Left alone.
+// A masked fill hiding the past (query > key), not the future: not causal,
+// a boolean mask (-inf fill) of the visible slots.
 // CHECK-LABEL: func @anti_causal_fill
-// CHECK-NOT: kvcache.attention
-// CHECK: linalg.batch_matmul
+// CHECK: linalg.generic
+// CHECK: arith.cmpi
+// CHECK: %[[MASK:.*]] = tensor.expand_shape
+// CHECK: kvcache.attention {{.*}} mask(%[[MASK]] : tensor<1x8x8xi1>) outs({{.*}}) scale(2.500000e-01){{$}}
 func.func @anti_causal_fill(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: tensor<4x8x16xf32>) -> tensor<4x8x16xf32> {
   %c0 = arith.constant 0.0 : f32
   %ninf = arith.constant 0xFF800000 : f32
@@ -692,7 +698,7 @@ func.func @anti_causal_fill(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: 
   %p = linalg.softmax dimension(2) ins(%sm : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: scores are not scaled by a constant}}
+  // expected-remark @+1 {{raised attention (G = 1, scale = 0.25, mask 1x8x8xi1)}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
@@ -744,7 +750,7 @@ func.func @normalized_by_max(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v:
   } -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: softmax is not normalized by a sum over the key axis}}
+  // expected-remark @+1 {{not raised to kvcache.attention: softmax is not normalized by a sum over one axis}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
@@ -766,7 +772,7 @@ func.func @scale_by_argument(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v:
   %p = linalg.softmax dimension(2) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: scores are not scaled by a constant}}
+  // expected-remark @+1 {{not raised to kvcache.attention: logits scale Q . K^T by a value that is not a constant}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
@@ -793,7 +799,7 @@ func.func @negative_scale(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: te
   %p = linalg.softmax dimension(2) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: scale is not a finite positive number}}
+  // expected-remark @+1 {{not raised to kvcache.attention: the logit scale is not a finite positive number (got -2.500000e-01)}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
@@ -821,14 +827,15 @@ func.func @qk_accumulates(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: te
   %p = linalg.softmax dimension(2) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: scaled scores: contraction accumulates into a non-zero tensor}}
+  // expected-remark @+1 {{not raised to kvcache.attention: Q . K^T accumulates into a non-zero initial value}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
 
 // -----
 
-// exp(S) without normalization is not a softmax. Left alone.
+// exp(S) without normalization is not a softmax and not a candidate either
+// (no reduction normalizes it, like the SiLU of a gated MLP): no remark.
 // CHECK-LABEL: func @unnormalized_exp
 // CHECK-NOT: kvcache.attention
 // CHECK: linalg.batch_matmul
@@ -852,17 +859,17 @@ func.func @unnormalized_exp(%q: tensor<4x8x16xf32>, %k: tensor<4x8x16xf32>, %v: 
   } -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: probabilities do not come from a softmax}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
 
 // -----
 
-// Q.K^T reads Q as [heads, dim, queries]. Left alone.
+// Q.K^T reads Q as [heads, dim, queries]: Q is transposed for the op.
 // CHECK-LABEL: func @queries_transposed
-// CHECK-NOT: kvcache.attention
-// CHECK: linalg.batch_matmul
+// CHECK-SAME: (%[[QT:[^:]*]]: tensor<4x16x8xf32>
+// CHECK: %[[Q:.*]] = linalg.transpose ins(%[[QT]] : tensor<4x16x8xf32>) {{.*}} permutation = [0, 2, 1]
+// CHECK: kvcache.attention ins(%[[Q]], 
 func.func @queries_transposed(%qt: tensor<4x16x8xf32>, %k: tensor<4x8x16xf32>, %v: tensor<4x8x16xf32>) -> tensor<4x8x16xf32> {
   %c0 = arith.constant 0.0 : f32
   %ninf = arith.constant 0xFF800000 : f32
@@ -879,7 +886,7 @@ func.func @queries_transposed(%qt: tensor<4x16x8xf32>, %k: tensor<4x8x16xf32>, %
   %p = linalg.softmax dimension(2) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: queries are not laid out [heads, queries, dim]}}
+  // expected-remark @+1 {{raised attention (G = 1, scale = 0.25)}}
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
@@ -910,7 +917,7 @@ func.func @gqa_groups_differ(%q: tensor<4x8x16xf32>, %k: tensor<2x8x16xf32>, %v4
   %p = linalg.softmax dimension(2) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: K and V are shared by different query-head groups}}
+  // expected-remark @+1 {{not raised to kvcache.attention: K and V have different numbers of heads, or they do not divide the query heads}}
   %o = linalg.batch_matmul ins(%p, %vr : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }
