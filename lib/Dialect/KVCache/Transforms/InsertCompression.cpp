@@ -7,6 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CacheViews.h"
+
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
 
 #include "mlir/AsmParser/AsmParser.h"
@@ -103,6 +105,61 @@ struct InsertCompressionPass
         return signalPassFailure();
   }
 
+  /// Where an attention's caches come from and go to.
+  struct Caches {
+    ViewChain keys, values;
+    // Prefill: the function results that are views of the caches.
+    int keysResult = -1, valuesResult = -1;
+    int64_t keysAt = -1, valuesAt = -1; // their index in the chains
+    // Decode: concat(cache argument, new) along the tokens, at this index.
+    int64_t keysConcat = -1, valuesConcat = -1;
+    // Decode over cache arguments read directly (through views).
+    std::optional<unsigned> keysArg, valuesArg;
+  };
+
+  static std::optional<unsigned> argOf(func::FuncOp func, Value v) {
+    auto arg = dyn_cast<BlockArgument>(v);
+    if (!arg || arg.getOwner() != &func.getBody().front())
+      return std::nullopt;
+    return arg.getArgNumber();
+  }
+
+  /// The index in `chain` of a tensor.concat of a function argument and new
+  /// tokens along the token axis, or -1.
+  static int64_t findConcat(func::FuncOp func, const ViewChain &chain) {
+    for (auto [i, v] : llvm::enumerate(chain.values)) {
+      auto concat = v.getDefiningOp<tensor::ConcatOp>();
+      if (concat && concat.getInputs().size() == 2 &&
+          static_cast<int64_t>(concat.getDim()) == chain.tokenDim[i] &&
+          argOf(func, concat.getInputs()[0]))
+        return i;
+    }
+    return -1;
+  }
+
+  Caches analyze(func::FuncOp func, AttentionOp att, func::ReturnOp ret) {
+    Caches c;
+    c.keys = ViewChain::trace(att.getKeys());
+    c.values = ViewChain::trace(att.getValues());
+    // The returned view closest to the attention.
+    auto returned = [&](const ViewChain &chain, int &result, int64_t &at) {
+      for (int64_t i = chain.values.size() - 1; i >= 0 && result < 0; --i)
+        for (auto [r, value] : llvm::enumerate(ret.getOperands()))
+          if (value == chain.values[i]) {
+            result = r;
+            at = i;
+            break;
+          }
+    };
+    returned(c.keys, c.keysResult, c.keysAt);
+    returned(c.values, c.valuesResult, c.valuesAt);
+    c.keysConcat = findConcat(func, c.keys);
+    c.valuesConcat = findConcat(func, c.values);
+    c.keysArg = argOf(func, c.keys.values.front());
+    c.valuesArg = argOf(func, c.values.values.front());
+    return c;
+  }
+
   LogicalResult processFunction(func::FuncOp func, PolicyAttr policyAttr) {
     SmallVector<AttentionOp> attentions;
     func.walk([&](AttentionOp op) { attentions.push_back(op); });
@@ -110,13 +167,18 @@ struct InsertCompressionPass
       return success();
     auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
 
+    std::vector<Caches> caches;
+    for (AttentionOp att : attentions)
+      caches.push_back(analyze(func, att, ret));
+
     // Marked results must be caches of an attention.
-    for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
+    for (unsigned i = 0, e = ret.getNumOperands(); i < e; ++i) {
       StringRef role = roleOf(func.getResultAttrDict(i));
       if (role != "keys" && role != "values")
         continue;
-      bool found = llvm::any_of(attentions, [&](AttentionOp a) {
-        return (role == "keys" ? a.getKeys() : a.getValues()) == value;
+      bool found = llvm::any_of(caches, [&](const Caches &c) {
+        return (role == "keys" ? c.keysResult : c.valuesResult) ==
+               static_cast<int>(i);
       });
       if (!found)
         return func.emitError() << "result #" << i << " is marked "
@@ -125,36 +187,70 @@ struct InsertCompressionPass
                                 << " of an attention in the function";
     }
 
-    for (AttentionOp att : attentions) {
-      int keysResult = -1, valuesResult = -1;
-      for (auto [i, value] : llvm::enumerate(ret.getOperands())) {
-        if (value == att.getKeys() && keysResult < 0)
-          keysResult = i;
-        else if (value == att.getValues() && valuesResult < 0)
-          valuesResult = i;
-      }
-      if (keysResult >= 0 && valuesResult >= 0) {
-        bool marked = roleOf(func.getResultAttrDict(keysResult)) == "keys" &&
-                      roleOf(func.getResultAttrDict(valuesResult)) == "values";
-        if (!marked)
-          att->emitRemark() << "results #" << keysResult << " and #"
-                            << valuesResult
-                            << " are this attention's keys and values: "
-                               "compressing them as a prefill cache (mark "
-                               "them with kvcache.role to make it explicit)";
-        if (failed(compressPrefill(func, att, keysResult, valuesResult,
-                                   policyAttr)))
+    unsigned lengthsUsed = 0;
+    for (auto [att, c] : llvm::zip(attentions, caches)) {
+      bool decodeConcat = c.keysConcat >= 0 && c.valuesConcat >= 0;
+      if (decodeConcat) {
+        if (failed(appendDecode(func, att, c, lengthsUsed)))
           return failure();
         continue;
       }
-      maskDecode(func, att);
+      if (c.keysResult >= 0 && c.valuesResult >= 0) {
+        bool marked =
+            roleOf(func.getResultAttrDict(c.keysResult)) == "keys" &&
+            roleOf(func.getResultAttrDict(c.valuesResult)) == "values";
+        if (!marked)
+          att->emitRemark() << "results #" << c.keysResult << " and #"
+                            << c.valuesResult
+                            << " are this attention's keys and values: "
+                               "compressing them as a prefill cache (mark "
+                               "them with kvcache.role to make it explicit)";
+        if (failed(compressPrefill(func, att, c, policyAttr)))
+          return failure();
+        continue;
+      }
+      if (failed(maskDecode(func, att, c, lengthsUsed)))
+        return failure();
     }
     return success();
   }
 
+  /// The `index`-th argument marked "lengths" for KV heads `h`, or a new
+  /// marked argument.
+  Value lengthsArgument(func::FuncOp func, unsigned &index, int64_t h) {
+    unsigned seen = 0;
+    for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i)
+      if (roleOf(func.getArgAttrDict(i)) == "lengths" && seen++ == index) {
+        ++index;
+        return func.getArgument(i);
+      }
+    ++index;
+    MLIRContext *ctx = func.getContext();
+    auto type = RankedTensorType::get({h}, IntegerType::get(ctx, 32));
+    unsigned at = func.getNumArguments();
+    if (failed(func.insertArgument(
+            at, type,
+            DictionaryAttr::get(ctx, {NamedAttribute(StringAttr::get(ctx, kRole),
+                                                     StringAttr::get(ctx, "lengths"))}),
+            func.getLoc())))
+      return Value();
+    return func.getArgument(at);
+  }
+
+  /// Replaces the function's results (with roles for the new ones).
+  static void setResults(func::FuncOp func, func::ReturnOp ret,
+                         ArrayRef<Value> results) {
+    ret->setOperands(results);
+    func.setType(FunctionType::get(func.getContext(), func.getArgumentTypes(),
+                                   ValueRange(results).getTypes()));
+  }
+
+  static void markResult(func::FuncOp func, unsigned i, StringRef role) {
+    func.setResultAttr(i, kRole, StringAttr::get(func.getContext(), role));
+  }
+
   LogicalResult compressPrefill(func::FuncOp func, AttentionOp att,
-                                int keysResult, int valuesResult,
-                                PolicyAttr policyAttr) {
+                                const Caches &c, PolicyAttr policyAttr) {
     auto keysType = cast<RankedTensorType>(att.getKeys().getType());
     auto valuesType = cast<RankedTensorType>(att.getValues().getType());
     int64_t h = keysType.getDimSize(0), l = keysType.getDimSize(1);
@@ -175,8 +271,8 @@ struct InsertCompressionPass
       auto scored = AttentionOp::create(
           b, loc, att.getResult().getType(), scoresType, att.getQuery(),
           att.getKeys(), att.getValues(), att.getLengths(), att.getCounts(),
-          att.getInit(), init, att.getScaleAttr(), att.getCausalAttr(),
-          att.getCountBiasAttr());
+          att.getMask(), att.getInit(), init, att.getScaleAttr(),
+          att.getCausalAttr(), att.getCountBiasAttr());
       att.getResult().replaceAllUsesWith(scored.getResult());
       att.erase();
       att = scored;
@@ -201,70 +297,137 @@ struct InsertCompressionPass
     if (failed(compress.verify())) // reports the budget problem on the op
       return failure();
 
-    // Return the compressed caches and the slot metadata.
+    // Return the compressed caches in the returned layout, and the slot
+    // metadata.
     SmallVector<Value> results(ret.getOperands());
-    results[keysResult] = compress.getCompressedKeys();
-    results[valuesResult] = compress.getCompressedValues();
+    results[c.keysResult] =
+        c.keys.backward(b, loc, c.keysAt, compress.getCompressedKeys());
+    results[c.valuesResult] =
+        c.values.backward(b, loc, c.valuesAt, compress.getCompressedValues());
     unsigned first = results.size();
     results.append({compress.getPositions(), compress.getCounts(),
                     compress.getCompressedScores(), compress.getLengths()});
-    ret->setOperands(results);
-    func.setType(FunctionType::get(func.getContext(),
-                                   func.getArgumentTypes(),
-                                   ValueRange(results).getTypes()));
-    MLIRContext *ctx = func.getContext();
-    auto mark = [&](unsigned i, StringRef role) {
-      func.setResultAttr(i, kRole, StringAttr::get(ctx, role));
-    };
-    mark(keysResult, "keys");
-    mark(valuesResult, "values");
-    mark(first, "positions");
-    mark(first + 1, "counts");
-    mark(first + 2, "scores");
-    mark(first + 3, "lengths");
+    setResults(func, ret, results);
+    markResult(func, c.keysResult, "keys");
+    markResult(func, c.valuesResult, "values");
+    markResult(func, first, "positions");
+    markResult(func, first + 1, "counts");
+    markResult(func, first + 2, "scores");
+    markResult(func, first + 3, "lengths");
     return success();
   }
 
-  void maskDecode(func::FuncOp func, AttentionOp att) {
-    auto argOf = [&](Value v) -> std::optional<unsigned> {
-      auto arg = dyn_cast<BlockArgument>(v);
-      if (!arg || arg.getOwner() != &func.getBody().front())
-        return std::nullopt;
-      return arg.getArgNumber();
+  /// A compressed cache has no slot order a frontend's mask can refer to.
+  static LogicalResult refuseMask(AttentionOp att) {
+    if (!att.getMask())
+      return success();
+    return att.emitError()
+           << "this decode attention has a mask over the frontend's slot "
+              "order, which does not exist in a compressed cache (slots are "
+              "merged or evicted): export the decode without an attention "
+              "mask, or leave its caches uncompressed";
+  }
+
+  /// Decode that attends to concat(cache, new): the new tokens are appended
+  /// right after the valid slots (kvcache.append), the attention reads the
+  /// valid slots, and the grown cache is returned with its lengths.
+  LogicalResult appendDecode(func::FuncOp func, AttentionOp att,
+                             const Caches &c, unsigned &lengthsUsed) {
+    auto kConcat = c.keys.values[c.keysConcat].getDefiningOp<tensor::ConcatOp>();
+    auto vConcat =
+        c.values.values[c.valuesConcat].getDefiningOp<tensor::ConcatOp>();
+    unsigned kArg = *argOf(func, kConcat.getInputs()[0]);
+    unsigned vArg = *argOf(func, vConcat.getInputs()[0]);
+    bool marked = roleOf(func.getArgAttrDict(kArg)) == "keys" &&
+                  roleOf(func.getArgAttrDict(vArg)) == "values";
+    if (failed(refuseMask(att)))
+      return failure();
+    if (!marked)
+      att->emitRemark() << "attends to arguments #" << kArg << " and #"
+                        << vArg
+                        << " with new tokens concatenated: compressing as a "
+                           "decode step over a compressed cache (mark them "
+                           "with kvcache.role to make it explicit)";
+    int64_t h = cast<RankedTensorType>(att.getKeys().getType()).getDimSize(0);
+    Value lengths = lengthsArgument(func, lengthsUsed, h);
+    if (!lengths)
+      return failure();
+    MLIRContext *ctx = func.getContext();
+    auto roleDict = [&](StringRef role) {
+      return DictionaryAttr::get(ctx, {NamedAttribute(StringAttr::get(ctx, kRole),
+                                                      StringAttr::get(ctx, role))});
     };
-    std::optional<unsigned> k = argOf(att.getKeys()), v = argOf(att.getValues());
+    func.setArgAttrs(kArg, roleDict("keys"));
+    func.setArgAttrs(vArg, roleDict("values"));
+
+    OpBuilder b(att);
+    Location loc = att.getLoc();
+    auto append = [&](const ViewChain &chain, int64_t at,
+                      tensor::ConcatOp concat) {
+      Value cache = chain.forward(b, loc, at, concat.getInputs()[0]);
+      Value added = chain.forward(b, loc, at, concat.getInputs()[1]);
+      auto ct = cast<RankedTensorType>(cache.getType());
+      auto at3 = cast<RankedTensorType>(added.getType());
+      SmallVector<int64_t> shape(ct.getShape());
+      shape[1] = ct.getDimSize(1) + at3.getDimSize(1);
+      return AppendOp::create(
+          b, loc, RankedTensorType::get(shape, ct.getElementType()),
+          lengths.getType(), cache, added, lengths);
+    };
+    AppendOp keys = append(c.keys, c.keysConcat, kConcat);
+    AppendOp values = append(c.values, c.valuesConcat, vConcat);
+    att.getKeysMutable().assign(keys.getResult());
+    att.getValuesMutable().assign(values.getResult());
+    att.getLengthsMutable().assign(keys.getNewLengths());
+
+    // The grown caches wherever the function returns the concatenations.
+    auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
+    b.setInsertionPoint(ret);
+    SmallVector<Value> results(ret.getOperands());
+    SmallVector<std::pair<unsigned, StringRef>> roles;
+    for (auto [i, value] : llvm::enumerate(results)) {
+      if (value == kConcat.getResult()) {
+        results[i] = c.keys.backward(b, loc, c.keysConcat, keys.getResult());
+        roles.push_back({i, "keys"});
+      } else if (value == vConcat.getResult()) {
+        results[i] =
+            c.values.backward(b, loc, c.valuesConcat, values.getResult());
+        roles.push_back({i, "values"});
+      }
+    }
+    if (!roles.empty()) {
+      roles.push_back({static_cast<unsigned>(results.size()), "lengths"});
+      results.push_back(keys.getNewLengths());
+    }
+    setResults(func, ret, results);
+    for (auto [i, role] : roles)
+      markResult(func, i, role);
+    return success();
+  }
+
+  /// Decode over cache arguments read directly: the attention reads only
+  /// their valid slots.
+  LogicalResult maskDecode(func::FuncOp func, AttentionOp att, const Caches &c,
+                           unsigned &lengthsUsed) {
+    std::optional<unsigned> k = c.keysArg, v = c.valuesArg;
     if (!k || !v || att.getLengths())
-      return;
+      return success();
     if (roleOf(func.getArgAttrDict(*k)) != "keys" ||
         roleOf(func.getArgAttrDict(*v)) != "values") {
       att->emitRemark() << "reads its keys/values from arguments #" << *k
                         << " and #" << *v
                         << " that are not marked kvcache.role = "
                            "\"keys\"/\"values\": attending to every slot";
-      return;
+      return success();
     }
-    // The lengths argument: marked, or appended.
-    auto h = cast<RankedTensorType>(att.getKeys().getType()).getDimSize(0);
-    auto lengthsType =
-        RankedTensorType::get({h}, IntegerType::get(func.getContext(), 32));
-    Value lengths;
-    for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i)
-      if (roleOf(func.getArgAttrDict(i)) == "lengths")
-        lengths = func.getArgument(i);
-    if (!lengths) {
-      unsigned index = func.getNumArguments();
-      if (failed(func.insertArgument(
-              index, lengthsType,
-              DictionaryAttr::get(func.getContext(),
-                                  {NamedAttribute(
-                                      StringAttr::get(func.getContext(), kRole),
-                                      StringAttr::get(func.getContext(),
-                                                      "lengths"))}),
-              func.getLoc())))
-        return;
-      lengths = func.getArgument(index);
-    }
+    if (failed(refuseMask(att)))
+      return failure();
+    int64_t h = cast<RankedTensorType>(att.getKeys().getType()).getDimSize(0);
+    Value lengths = lengthsArgument(func, lengthsUsed, h);
+    if (!lengths)
+      return failure();
     att.getLengthsMutable().assign(lengths);
+    return success();
   }
 };
 
