@@ -121,33 +121,24 @@ Value emitAffine(OpBuilder &b, Location loc, AffineExpr e,
   }
 }
 
-/// The mask operand: one generic over [mask heads, queries or 1, keys] whose
-/// body recomputes `a.bias` (the Loads it reads become the generic's inputs).
-Value emitMask(OpBuilder &b, Location loc, ExprContext &cx,
-               const AttentionMatch &a) {
-  // Loop order of the generic: the mask's head loops, query, key.
-  SmallVector<unsigned> loops(a.heads.begin(), a.heads.begin() + a.maskHeads);
-  SmallVector<int64_t> shape;
-  for (unsigned h : loops)
-    shape.push_back(cx.extent(h));
-  llvm::DenseMap<AffineExpr, AffineExpr> toLoop;
+/// A tensor whose element at the generic's loop indices is `expr`: one
+/// all-parallel linalg.generic with a loop per entry of `loopDims` (the
+/// expression's loop dimension, or none for a unit loop) of sizes `shape`.
+/// The tensors the expression reads become the generic's inputs.
+Value emitExprTensor(OpBuilder &b, Location loc, ExprContext &cx, Expr *expr,
+                     ArrayRef<std::optional<unsigned>> loopDims,
+                     ArrayRef<int64_t> shape) {
   MLIRContext *ctx = b.getContext();
-  for (auto [i, d] : llvm::enumerate(loops))
-    toLoop[cx.dim(d)] = getAffineDimExpr(i, ctx);
-  unsigned qLoop = loops.size(), nLoop = loops.size() + 1;
-  if (a.maskPerQuery)
-    toLoop[cx.dim(*a.m)] = getAffineDimExpr(qLoop, ctx);
-  toLoop[cx.dim(a.n)] = getAffineDimExpr(nLoop, ctx);
-  shape.push_back(a.maskPerQuery ? a.numQueries : 1);
-  shape.push_back(a.numKeys);
   unsigned rank = shape.size();
+  llvm::DenseMap<AffineExpr, AffineExpr> toLoop;
+  for (auto [i, d] : llvm::enumerate(loopDims))
+    if (d)
+      toLoop[cx.dim(*d)] = getAffineDimExpr(i, ctx);
 
-  // Inputs: every distinct tensor element the bias reads.
-  Expr *bias = cx.canon(a.bias);
+  Expr *root = cx.inlineElementwise(expr);
   SmallVector<Expr *> loads;
   llvm::DenseSet<Expr *> seen;
   std::function<void(Expr *)> collect = [&](Expr *e) {
-    e = cx.canon(e);
     if (!seen.insert(e).second)
       return;
     if (e->kind == Expr::Kind::Load)
@@ -155,7 +146,7 @@ Value emitMask(OpBuilder &b, Location loc, ExprContext &cx,
     for (Expr *o : e->operands)
       collect(o);
   };
-  collect(bias);
+  collect(root);
   SmallVector<Value> inputs;
   SmallVector<AffineMap> maps;
   for (Expr *l : loads) {
@@ -166,8 +157,7 @@ Value emitMask(OpBuilder &b, Location loc, ExprContext &cx,
     maps.push_back(AffineMap::get(rank, 0, idx, ctx));
   }
   maps.push_back(b.getMultiDimIdentityMap(rank));
-  Type elt = bias->type;
-  Value init = tensor::EmptyOp::create(b, loc, shape, elt);
+  Value init = tensor::EmptyOp::create(b, loc, shape, root->type);
   SmallVector<utils::IteratorType> iters(rank, utils::IteratorType::parallel);
   auto generic = linalg::GenericOp::create(
       b, loc, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
@@ -177,7 +167,6 @@ Value emitMask(OpBuilder &b, Location loc, ExprContext &cx,
           idx.push_back(linalg::IndexOp::create(nb, l, i));
         llvm::DenseMap<Expr *, Value> memo;
         std::function<Value(Expr *)> emit = [&](Expr *e) -> Value {
-          e = cx.canon(e);
           if (Value v = memo.lookup(e))
             return v;
           Value v;
@@ -207,13 +196,51 @@ Value emitMask(OpBuilder &b, Location loc, ExprContext &cx,
           memo[e] = v;
           return v;
         };
-        linalg::YieldOp::create(nb, l, emit(bias));
+        linalg::YieldOp::create(nb, l, emit(root));
       });
+  return generic->getResult(0);
+}
+
+/// The mask operand [Hm, Lq or 1, S]: the bias recomputed over the mask's
+/// head loops, the query (when it depends on it) and the keys.
+Value emitMask(OpBuilder &b, Location loc, ExprContext &cx,
+               const AttentionMatch &a) {
+  SmallVector<std::optional<unsigned>> loops;
+  SmallVector<int64_t> shape;
   int64_t rows = 1;
-  for (unsigned h : loops)
+  for (unsigned h : ArrayRef<unsigned>(a.heads).take_front(a.maskHeads)) {
+    loops.push_back(h);
+    shape.push_back(cx.extent(h));
     rows *= cx.extent(h);
-  return reshapeTo(b, loc, generic->getResult(0),
-                   {rows, shape[rank - 2], a.numKeys});
+  }
+  loops.push_back(a.maskPerQuery ? a.m : std::nullopt);
+  shape.push_back(a.maskPerQuery ? a.numQueries : 1);
+  loops.push_back(a.n);
+  shape.push_back(a.numKeys);
+  Value t = emitExprTensor(b, loc, cx, a.bias, loops, shape);
+  return reshapeTo(b, loc, t, {rows, shape[shape.size() - 2], a.numKeys});
+}
+
+/// An operand as [heads, tokens, features]: a view of its tensor, or, when
+/// it was computed inside the contraction, materialized per query head.
+Value operandAs3D(OpBuilder &b, Location loc, ExprContext &cx,
+                  const AttentionMatch &a, const Leaf &leaf,
+                  std::optional<unsigned> token, int64_t tokens,
+                  std::optional<unsigned> feature, int64_t features) {
+  if (!leaf.computed)
+    return leafAs3D(b, loc, leaf, tokens, features);
+  SmallVector<std::optional<unsigned>> loops;
+  SmallVector<int64_t> shape;
+  for (unsigned h : a.heads) {
+    loops.push_back(h);
+    shape.push_back(cx.extent(h));
+  }
+  loops.push_back(token);
+  shape.push_back(tokens);
+  loops.push_back(feature);
+  shape.push_back(features);
+  Value t = emitExprTensor(b, loc, cx, leaf.computed, loops, shape);
+  return reshapeTo(b, loc, t, {a.numHeads, tokens, features});
 }
 
 /// The attention output [Hq, Lq, Dv] in the layout of the contraction's
@@ -262,6 +289,10 @@ std::string describe(const AttentionMatch &a, Value mask) {
     os << " with a safe softmax";
   os << ": " << a.numHeads << " query heads, " << a.k_.numHeads
      << " KV heads, " << a.numQueries << " queries, " << a.numKeys << " keys";
+  for (auto [leaf, name] : {std::pair{&a.q, "Q"}, std::pair{&a.k_, "K"},
+                            std::pair{&a.v, "V"}})
+    if (leaf->computed)
+      os << "; " << name << " recomputed (it was fused into the contraction)";
   return s;
 }
 
@@ -313,9 +344,12 @@ struct RaiseAttentionPass
     // failure.
     Block *block = op->getBlock();
     Operation *before = op->getPrevNode();
-    Value q = leafAs3D(rewriter, loc, a.q, a.numQueries, a.headDim);
-    Value k = leafAs3D(rewriter, loc, a.k_, a.numKeys, a.headDim);
-    Value v = leafAs3D(rewriter, loc, a.v, a.numKeys, a.valueDim);
+    Value q = operandAs3D(rewriter, loc, cx, a, a.q, a.m, a.numQueries, a.k,
+                          a.headDim);
+    Value k = operandAs3D(rewriter, loc, cx, a, a.k_, a.n, a.numKeys, a.k,
+                          a.headDim);
+    Value v = operandAs3D(rewriter, loc, cx, a, a.v, a.n, a.numKeys, a.dv,
+                          a.valueDim);
     Value mask;
     if (a.mask == MaskKind::additive || a.mask == MaskKind::boolean)
       mask = emitMask(rewriter, loc, cx, a);

@@ -84,9 +84,10 @@ bool containsContraction(ExprContext &cx, Expr *e) {
 /// way after the last constant factor, outermost first (the same values up
 /// to casts). False if the operand is computed in place.
 bool factor(ExprContext &cx, Expr *e, double &coef, bool allowScale,
-            SmallVectorImpl<Expr *> &loads) {
+            SmallVectorImpl<Expr *> &loads, Expr *&value) {
   loads.clear();
   while (true) {
+    value = e;
     if (e->kind == Kind::Load)
       loads.push_back(e);
     Expr *x = e->kind == Kind::Load ? cx.peel(e) : e;
@@ -114,6 +115,22 @@ bool factor(ExprContext &cx, Expr *e, double &coef, bool allowScale,
     }
     return !loads.empty() && e->kind == Kind::Load;
   }
+}
+
+/// Whether `e` can be recomputed in one generic body (RaiseAttention's
+/// materialization): no reduction or undefined value left after inlining
+/// the elementwise producers.
+bool emittable(ExprContext &cx, Expr *e) {
+  llvm::DenseSet<Expr *> seen;
+  std::function<bool(Expr *)> rec = [&](Expr *x) -> bool {
+    if (!seen.insert(x).second)
+      return true;
+    if (x->kind == Kind::Reduce || x->kind == Kind::Poison ||
+        x->kind == Kind::Acc)
+      return false;
+    return llvm::all_of(x->operands, rec);
+  };
+  return rec(cx.inlineElementwise(e));
 }
 
 //===----------------------------------------------------------------------===//
@@ -809,14 +826,11 @@ kvmerge::raise::matchAttention(ExprContext &cx, linalg::LinalgOp op,
   Expr *qk = stripCasts(cx, logit.s->contribution());
   double cq = 1.0, ck = 1.0, cv = 1.0;
   SmallVector<Expr *> c0, c1, cV;
-  bool ok0 = factor(cx, qk->operand(0), cq, true, c0);
-  bool ok1 = factor(cx, qk->operand(1), ck, true, c1);
-  if (!ok0 || !ok1) {
-    why = "Q . K^T does not read Q and K from tensors (an operand is "
-          "computed inside the contraction)";
-    return failure();
-  }
-  Expr *f0 = c0.front(), *f1 = c1.front();
+  Expr *e0, *e1, *eV;
+  bool ok0 = factor(cx, qk->operand(0), cq, true, c0, e0);
+  bool ok1 = factor(cx, qk->operand(1), ck, true, c1, e1);
+  // A tensor read, or an expression fused into the contraction.
+  Expr *f0 = ok0 ? c0.front() : e0, *f1 = ok1 ? c1.front() : e1;
   bool dep0 = cx.dependsOn(f0, a.n), dep1 = cx.dependsOn(f1, a.n);
   if (dep0 == dep1) {
     why = dep0 ? "both operands of Q . K^T depend on the key axis"
@@ -826,17 +840,27 @@ kvmerge::raise::matchAttention(ExprContext &cx, linalg::LinalgOp op,
   a.q.load = dep0 ? f1 : f0;
   a.k_.load = dep0 ? f0 : f1;
   ArrayRef<Expr *> qChain = dep0 ? c1 : c0, kChain = dep0 ? c0 : c1;
+  if (!(dep0 ? ok1 : ok0))
+    a.q.computed = a.q.load;
+  if (!(dep0 ? ok0 : ok1))
+    a.k_.computed = a.k_.load;
   a.scale = logit.alpha * cq * ck;
   if (!(a.scale > 0.0) || !std::isfinite(a.scale)) {
     why = "the logit scale is not a finite positive number (got " +
           formatScale(a.scale) + ")";
     return failure();
   }
-  if (!factor(cx, vExpr, cv, /*allowScale=*/false, cV)) {
-    why = "V is computed inside the P . V contraction";
-    return failure();
+  if (factor(cx, vExpr, cv, /*allowScale=*/false, cV, eV)) {
+    a.v.load = cV.front();
+  } else {
+    a.v.load = eV;
+    a.v.computed = eV;
   }
-  a.v.load = cV.front();
+  // Computed K or V is materialized per query head (G = 1).
+  if (a.k_.computed || a.v.computed) {
+    a.k_.computed = a.k_.load;
+    a.v.computed = a.v.load;
+  }
 
   // Loops: n and k are the two reductions; the rest are P . V's outputs.
   auto dimsOf = [&](Expr *e) {
@@ -923,12 +947,29 @@ kvmerge::raise::matchAttention(ExprContext &cx, linalg::LinalgOp op,
     if (d != a.m && d != a.dv)
       a.heads.push_back(d);
 
-  if (failed(pickLeaf(cx, a.q, qChain, "Q", a.m, a.k, a.heads, why)) ||
-      failed(pickLeaf(cx, a.k_, kChain, "K", a.n, a.k, a.heads, why)) ||
-      failed(pickLeaf(cx, a.v, cV, "V", a.n, a.dv, a.heads, why)))
-    return failure();
   for (unsigned h : a.heads)
     a.numHeads *= cx.extent(h);
+  auto pick = [&](Leaf &leaf, ArrayRef<Expr *> chain, StringRef what,
+                  std::optional<unsigned> token,
+                  std::optional<unsigned> feature) {
+    if (!leaf.computed)
+      return pickLeaf(cx, leaf, chain, what, token, feature, a.heads, why);
+    if (!emittable(cx, leaf.computed)) {
+      why = (what + " is computed inside the contraction from values that "
+                    "cannot be recomputed elementwise")
+                .str();
+      return failure();
+    }
+    // One row per query head, materialized from the expression.
+    leaf.numHeads = a.numHeads;
+    for (int64_t j = 0; j < a.numHeads; ++j)
+      leaf.headOf.push_back(j);
+    return success();
+  };
+  if (failed(pick(a.q, qChain, "Q", a.m, a.k)) ||
+      failed(pick(a.k_, kChain, "K", a.n, a.k)) ||
+      failed(pick(a.v, cV, "V", a.n, a.dv)))
+    return failure();
   a.numQueries = a.m ? cx.extent(*a.m) : 1;
   a.headDim = cx.extent(a.k);
   a.numKeys = cx.extent(a.n);
@@ -1057,11 +1098,9 @@ kvmerge::raise::matchAttention(ExprContext &cx, linalg::LinalgOp op,
     a.mask = MaskKind::additive;
     a.bias = sum;
   }
-  if (anyNode(cx, a.bias, [](Expr *x) {
-        return x->kind == Kind::Reduce || x->kind == Kind::Poison ||
-               x->kind == Kind::Acc;
-      })) {
-    why = "the mask depends on a reduction or an undefined value";
+  if (!emittable(cx, a.bias)) {
+    why = "the mask depends on an undefined value or a reduction it computes "
+          "itself";
     return failure();
   }
   SmallVector<unsigned> maskDims = dimsOf(a.bias);

@@ -36,6 +36,9 @@ enum class MaskKind { none, causal, additive, boolean };
 /// A tensor operand of attention read as `[heads, tokens, features]`.
 struct Leaf {
   Expr *load = nullptr;             // the Load node
+  /// Set when the operand is computed inside the contraction (the IR was
+  /// fused before raising): its element expression, to materialize.
+  Expr *computed = nullptr;
   llvm::SmallVector<int64_t> headPositions; // tensor dims indexed by heads
   int64_t tokenPosition = -1;       // dim indexed by the token loop (-1: none)
   int64_t featurePosition = -1;     // dim indexed by the feature loop

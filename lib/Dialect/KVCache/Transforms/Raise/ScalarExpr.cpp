@@ -658,6 +658,25 @@ Expr *ExprContext::canon(Expr *e) {
   return res;
 }
 
+Expr *ExprContext::inlineElementwise(Expr *e) {
+  if (Expr *c = flatMemo.lookup(e))
+    return c;
+  Expr *res = e;
+  if (e->kind == Kind::Load) {
+    Expr *p = peel(e);
+    if (p != e && p->kind != Kind::Reduce)
+      res = inlineElementwise(p);
+  } else if (e->kind == Kind::Op) {
+    SmallVector<Expr *> ops;
+    for (Expr *o : e->operands)
+      ops.push_back(inlineElementwise(o));
+    res = op(e->name.getValue(), e->type, ops,
+             dyn_cast_or_null<DictionaryAttr>(e->attr));
+  }
+  flatMemo[e] = res;
+  return res;
+}
+
 Expr *ExprContext::substitute(Expr *e,
                               const llvm::DenseMap<unsigned, AffineExpr> &m) {
   llvm::DenseMap<AffineExpr, AffineExpr> map;

@@ -98,6 +98,9 @@ public:
   Expr *head(Expr *e);
   /// Every inlinable Load inlined, recursively (reductions stay nodes).
   Expr *canon(Expr *e);
+  /// Elementwise producers inlined, reductions kept as Loads of their
+  /// tensors: the form that can be re-emitted as one generic body.
+  Expr *inlineElementwise(Expr *e);
   /// `e` with loop dimensions replaced.
   Expr *substitute(Expr *e, const llvm::DenseMap<unsigned, mlir::AffineExpr> &m);
   /// The loop dimensions the value of `e` depends on.
@@ -149,6 +152,7 @@ private:
   llvm::FoldingSet<Expr> nodes;
   llvm::DenseMap<Expr *, Expr *> canonMemo;
   llvm::DenseMap<Expr *, Expr *> peelMemo;
+  llvm::DenseMap<Expr *, Expr *> flatMemo;
   llvm::DenseMap<Expr *, llvm::SmallVector<View>> trails;
 };
 
