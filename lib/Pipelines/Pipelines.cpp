@@ -103,6 +103,11 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   // aggregate ops (linalg.softmax) -> generics.
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(std::make_unique<DecomposeAggregatesPass>());
+  // Elementwise chains (a frontend's RMSNorm, RoPE, SiLU, the leftovers of
+  // raised attention) become one loop nest each: less memory traffic, and
+  // much less IR for the rest of the pipeline. Runs after raising, which
+  // needs the Q/K/V tensors fusion would fold away.
+  pm.addPass(createLinalgElementwiseOpFusionPass());
 
   // kvcache on tensors -> loops on buffers, each distinct op once (after
   // folding the compressions that are identities).

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["Spec", "build", "export", "reference", "strip_resources", "SHAPES"]
+__all__ = ["Spec", "build", "export", "reference", "capture", "strip_resources", "SHAPES"]
 
 #: Model shapes: ``tiny`` for committed lit inputs (small weights), ``smollm2`` = SmolLM2-135M's
 #: attention (hidden 576, 9 query / 3 KV heads, head_dim 64).
@@ -47,6 +47,7 @@ class Spec:
     tokens: int = 16             # prefill: L; decode: new tokens
     cache: int = 16              # decode: tokens already in the cache
     padding: bool = False        # a run-time attention_mask [B, cache + tokens] argument
+    position: Optional[int] = None  # decode: position of the first new token (default: cache)
 
     @property
     def name(self) -> str:
@@ -55,6 +56,8 @@ class Spec:
             n += f"_l{self.tokens}"
         else:
             n += f"_c{self.cache}_t{self.tokens}"
+        if self.position is not None:
+            n += f"_p{self.position}"
         return n + ("_padded" if self.padding else "")
 
     @property
@@ -118,7 +121,7 @@ def build(spec: Spec, seed: int = 0):
             start = 0
             if spec.decode:
                 cache.update(past[0], past[1], 0)
-                start = spec.cache
+                start = spec.cache if spec.position is None else spec.position
             cache_position = torch.arange(start, start + hidden.shape[1])
             position_ids = cache_position.unsqueeze(0).expand(hidden.shape[0], -1)
             mask = create_causal_mask(config=cfg, inputs_embeds=hidden,
@@ -183,6 +186,61 @@ def reference(spec: Spec, seed: int = 0):
     with torch.no_grad():
         outs = model(*inputs)
     return [_to_numpy(t) for t in inputs], [_to_numpy(t.contiguous()) for t in outs]
+
+
+def capture(spec: Spec, seed: int = 0, past=None):
+    """torch eager on ``spec`` recording what attention reads.
+
+    Returns ``(inputs, outputs, qkv)``: NumPy inputs and outputs as :func:`reference` gives them and
+    ``qkv = (q, k, v)``, the post-RoPE ``[B, H, T, D]`` query, key and value states that the
+    attention of the module consumed (keys/values including the cache of a decode step).
+    ``past``, for a decode spec, replaces the random cache inputs (``(keys, values)`` arrays).
+    """
+    import torch
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    model, inputs = build(spec, seed)
+    if past is not None:
+        inputs[1] = _from_numpy(past[0], inputs[1].dtype)
+        inputs[2] = _from_numpy(past[1], inputs[2].dtype)
+    seen = []
+    import importlib
+    mod = importlib.import_module(f"transformers.models.{spec.family}.modeling_{spec.family}")
+
+    def recording(original):
+        def attention(module, q, k, v, *args, **kwargs):
+            seen.append((q.detach().clone(), k.detach().clone(), v.detach().clone()))
+            return original(module, q, k, v, *args, **kwargs)
+        return attention
+
+    # The module reads eager_attention_forward from its module, other
+    # implementations from the registry, at call time.
+    if spec.impl == "eager":
+        original = mod.eager_attention_forward
+        mod.eager_attention_forward = recording(original)
+    else:
+        original = ALL_ATTENTION_FUNCTIONS[spec.impl]
+        ALL_ATTENTION_FUNCTIONS[spec.impl] = recording(original)
+    try:
+        with torch.no_grad():
+            outs = model(*inputs)
+    finally:
+        if spec.impl == "eager":
+            mod.eager_attention_forward = original
+        else:
+            ALL_ATTENTION_FUNCTIONS[spec.impl] = original
+    (q, k, v), = seen
+    return ([_to_numpy(t) for t in inputs], [_to_numpy(t.contiguous()) for t in outs],
+            tuple(_to_numpy(t.contiguous()) for t in (q, k, v)))
+
+
+def _from_numpy(a, dtype):
+    import ml_dtypes
+    import torch
+    a = np.asarray(a)
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
 
 def strip_resources(text: str, keep_bytes: int = 256) -> str:

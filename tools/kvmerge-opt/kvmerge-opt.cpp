@@ -8,6 +8,33 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
+
+/// When a run fails on a file in IREE's own input form (util/hal/flow ops,
+/// iree_linalg_ext.attention), says what to do instead: kvmerge reads the
+/// frontend's linalg-on-tensors and gives iree-compile upstream dialects.
+static void hintAtIREEInput(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i) {
+    llvm::StringRef arg = argv[i];
+    if (arg.starts_with("-"))
+      continue;
+    auto buffer = llvm::MemoryBuffer::getFile(arg);
+    if (!buffer)
+      continue;
+    llvm::StringRef text = (*buffer)->getBuffer();
+    if (text.contains("iree_linalg_ext.") || text.contains("util.func") ||
+        text.contains("util.global") || text.contains("hal.buffer_view"))
+      llvm::errs()
+          << arg
+          << ": note: this is IREE's input form (iree-compile "
+             "--compile-to=input, or iree-turbine's export), whose dialects "
+             "kvmerge does not read; run kvmerge on torch-mlir's "
+             "linalg-on-tensors (torch_mlir.fx.export_and_import(..., "
+             "output_type=\"linalg-on-tensors\")) and give iree-compile the "
+             "output of --kvmerge-export-upstream (docs/iree.md)\n";
+  }
+}
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
@@ -21,8 +48,12 @@ int main(int argc, char **argv) {
   // to LLVM IR.
   mlir::registerAllGPUToLLVMIRTranslations(registry);
 
-  return mlir::asMainReturnCode(mlir::MlirOptMain(
-      argc, argv, "kvmerge optimizer driver: mlir-opt plus the kvcache "
-                  "dialect and kvmerge passes\n",
-      registry));
+  mlir::LogicalResult result = mlir::MlirOptMain(
+      argc, argv,
+      "kvmerge optimizer driver: mlir-opt plus the kvcache dialect and "
+      "kvmerge passes\n",
+      registry);
+  if (mlir::failed(result))
+    hintAtIREEInput(argc, argv);
+  return mlir::asMainReturnCode(result);
 }
