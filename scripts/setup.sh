@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh            # packages + venv + build
 #   KVMERGE_SKIP_APT=1 ...      # skip the apt step (packages already present)
+#   KVMERGE_SKIP_TORCH=1 ...    # skip torch/torch-mlir/transformers (frontend tests skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,7 +34,7 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.kvmerge-requirements
-want=$(cat python/requirements.txt python/requirements-eval.txt python/requirements-iree.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat python/requirements.txt python/requirements-eval.txt python/requirements-iree.txt python/requirements-torch.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   log "installing PyPI packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
@@ -45,6 +46,13 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   # why, when the wheels cannot be installed on this machine).
   .venv/bin/python -m pip install -q -r python/requirements-iree.txt ||
     log "could not install the IREE wheels; test/python/test_iree.py will skip"
+  # PyTorch frontends (torch-mlir, transformers) for the real-frontend tests
+  # and the whole-model path; ~3 GB of CUDA libraries come with torch.
+  if [[ -z "${KVMERGE_SKIP_TORCH:-}" ]]; then
+    log "installing torch, torch-mlir, transformers (python/requirements-torch.txt)"
+    .venv/bin/python -m pip install -q -r python/requirements-torch.txt ||
+      log "could not install the torch packages; the frontend tests will skip"
+  fi
   echo "$want" > "$stamp"
 fi
 

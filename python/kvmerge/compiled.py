@@ -98,8 +98,10 @@ def compress_module(shape_k, shape_v, dtype, *, policy: str, B: int, sink: int, 
     )
 
 
-def attention_module(shape_q, shape_k, shape_v, dtype, *, count_bias: bool, scale) -> str:
-    """MLIR source of ``func.func @attention`` (one decode step, ``q [Hq, 1, D]``)."""
+def attention_module(shape_q, shape_k, shape_v, dtype, *, count_bias: bool, scale,
+                     mask=None) -> str:
+    """MLIR source of ``func.func @attention`` (one decode step, ``q [Hq, 1, D]``); ``mask``: the
+    ``(shape [Hm, S], dtype)`` of a mask argument, passed as ``[Hm, 1, S]``."""
     Hq, _, D = shape_q
     Hkv, S, _ = shape_k
     Dv = shape_v[2]
@@ -110,11 +112,16 @@ def attention_module(shape_q, shape_k, shape_v, dtype, *, count_bias: bool, scal
     extra = " count_bias" if count_bias else ""
     if scale is not None:
         extra = f" scale({_float_attr(scale)})" + extra
+    marg = mop = ""
+    if mask is not None:
+        (hm, _), mdtype = mask
+        tm = _ty((hm, 1, S), mdtype)
+        marg, mop = f", %mask: {tm}", f" mask(%mask : {tm})"
     return (
-        f"func.func @attention(%q: {tq}, %k: {tk}, %v: {tv}, %len: {tl}, %cnt: {tc}) -> {to} {{\n"
+        f"func.func @attention(%q: {tq}, %k: {tk}, %v: {tv}, %len: {tl}, %cnt: {tc}{marg}) -> {to} {{\n"
         f"  %init = tensor.empty() : {to}\n"
         f"  %o = kvcache.attention ins(%q, %k, %v : {tq}, {tk}, {tv}) lengths(%len : {tl})\n"
-        f"      counts(%cnt : {tc}) outs(%init : {to}){extra}\n"
+        f"      counts(%cnt : {tc}){mop} outs(%init : {to}){extra}\n"
         f"  return %o : {to}\n"
         f"}}\n"
     )
@@ -192,7 +199,8 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
     return dict(zip(names, outs))
 
 
-def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None, device="cpu"):
+def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None, mask=None,
+              device="cpu"):
     """Compiled :func:`kvmerge.reference.attention` (``q [Hq, D]`` -> ``[Hq, Dv]``)."""
     if device != "cpu":
         raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
@@ -201,7 +209,19 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
     q, k, v = np.asarray(q), np.asarray(keys), np.asarray(values)
     Hkv, S, _ = k.shape
     cnt = np.ones((Hkv, S), np.int32) if counts is None else np.asarray(counts, np.int32)
+    inputs = [q[:, None, :], k, v, np.asarray(lengths, np.int32), cnt]
+    mspec = None
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.ndim != 2 or m.shape[1] != S or m.shape[0] < 1 or q.shape[0] % m.shape[0]:
+            raise ValueError(f"mask: expected shape [Hm, {S}] with Hm dividing Hq = {q.shape[0]}, "
+                             f"got {m.shape}")
+        if m.dtype == np.bool_:
+            # The same attention as an i1 mask (the runner has no i1 arrays).
+            m = np.where(m, np.float32(0), np.float32(-np.inf))
+        mspec = (m.shape, m.dtype)
+        inputs.append(m[:, None, :])
     module = attention_module((q.shape[0], 1, q.shape[1]), k.shape, v.shape, q.dtype,
-                              count_bias=count_bias, scale=scale)
-    (out,) = run(module, "attention", [q[:, None, :], k, v, np.asarray(lengths, np.int32), cnt], 1)
+                              count_bias=count_bias, scale=scale, mask=mspec)
+    (out,) = run(module, "attention", inputs, 1)
     return out[:, 0, :]

@@ -43,8 +43,7 @@ __all__ = [
     "accumulated_scores",
     "compress",
     "attention",
-    "budget_from_ratio",
-]
+    "budget_from_ratio", "append"]
 
 POLICIES = ("full", "streaming", "h2o", "kvmerger")
 MODES = ("budget", "threshold")
@@ -706,6 +705,32 @@ class AttentionArgs(NamedTuple):
     group: int          # G = Hq / Hkv
 
 
+def append(cache, added, lengths):
+    """The ``kvcache.append`` of a decode step: per head ``h``, the ``n = lengths[h]`` valid slots
+    (clamped to ``[0, P]``), then the ``T`` added entries, then zeros.
+
+    Args: ``cache [H, P, ...]``, ``added [H, T, ...]`` (same trailing dims and dtype),
+    ``lengths [H]``.  Returns ``(result [H, P + T, ...], new_lengths [H] int32)``.
+    """
+    c, a = np.asarray(cache), np.asarray(added)
+    n = _int_array(lengths, "lengths", 1)
+    if c.ndim < 2:
+        raise ValueError(f"cache: expected rank >= 2 [H, P, ...], got shape {c.shape}")
+    if a.ndim != c.ndim or a.shape[0] != c.shape[0] or a.shape[2:] != c.shape[2:]:
+        raise ValueError(f"added: shape {a.shape} does not match the cache {c.shape} but for T")
+    if a.dtype != c.dtype:
+        raise ValueError(f"added: dtype {a.dtype} differs from the cache's {c.dtype}")
+    if n.shape != (c.shape[0],):
+        raise ValueError(f"lengths: expected shape {(c.shape[0],)}, got {n.shape}")
+    H, P, T = c.shape[0], c.shape[1], a.shape[1]
+    out = np.zeros((H, P + T) + c.shape[2:], dtype=c.dtype)
+    valid = np.clip(n, 0, P)
+    for h in range(H):
+        out[h, :valid[h]] = c[h, :valid[h]]
+        out[h, valid[h]:valid[h] + T] = a[h]
+    return out, (valid + T).astype(np.int32)
+
+
 def resolve_attention_args(q, keys, values, lengths, *, counts=None, count_bias=False,
                            scale=None) -> AttentionArgs:
     """Validates :func:`attention`'s arguments (same ValueErrors) and converts them."""
@@ -752,7 +777,7 @@ def resolve_attention_args(q, keys, values, lengths, *, counts=None, count_bias=
     return AttentionArgs(qc, kc, vc, n, valid, bias, sc, G)
 
 
-def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None):
+def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None, mask=None):
     """One decode step of scaled-dot-product attention over a (compressed) cache.
 
     Args:
@@ -762,9 +787,13 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
         counts: ``[Hkv, B]`` tokens per slot (needed when ``count_bias``; must be >= 1 on valid slots).
         count_bias: add ``log(count)`` to every valid logit (ToMe-style; default off).
         scale: logit scale, default ``1/sqrt(D)``; logits are ``(q . k) * scale``.
+        mask: ``[Hm, B]`` (``Hq % Hm == 0``; query head ``j`` reads row ``j // (Hq // Hm)``): a float
+            mask is added to the logits, a boolean one says which slots are visible (the
+            ``mask`` operand of ``kvcache.attention``, one query row).
 
     Returns:
-        ``[Hq, Dv]`` in f32 (f64 if any input is float64).  A head with ``lengths == 0`` outputs 0.
+        ``[Hq, Dv]`` in f32 (f64 if any input is float64).  A head that sees no slot (``lengths ==
+        0``, a fully masked row, only ``-inf`` logits) outputs 0.
     """
     args = resolve_attention_args(q, keys, values, lengths, counts=counts, count_bias=count_bias,
                                   scale=scale)
@@ -774,6 +803,19 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
     kv = np.repeat(np.arange(Hkv), G)  # query head -> KV head
     logits = np.einsum("jd,jbd->jb", qc, kc[kv]) * sc + bias[kv]
     vmask = valid[kv]
+    if mask is not None:
+        Hq, B = logits.shape
+        ma = np.asarray(mask)
+        if ma.ndim != 2 or ma.shape[1] != B or ma.shape[0] < 1 or Hq % ma.shape[0]:
+            raise ValueError(f"mask: expected shape [Hm, {B}] with Hm dividing Hq = {Hq}, got {ma.shape}")
+        rows = ma[np.arange(Hq) // (Hq // ma.shape[0])]
+        if ma.dtype == np.bool_:
+            vmask = vmask & rows
+        elif ma.dtype.kind == "f" or (_BF16 is not None and ma.dtype == _BF16):
+            logits = logits + rows.astype(cd)
+            vmask = vmask & (logits > -np.inf)
+        else:
+            raise ValueError(f"mask: expected a float or bool array, got {ma.dtype}")
     logits = np.where(vmask, logits, -np.inf)
     m = np.max(logits, axis=1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)

@@ -42,3 +42,21 @@ func.func @decode(%q: tensor<4x1x8xf16>, %k: tensor<2x16x8xf16>, %v: tensor<2x16
       lengths(%len : tensor<2xi32>) outs(%i : tensor<4x1x8xf32>)
   return %o : tensor<4x1x8xf32>
 }
+
+// -----
+
+// The mask is read inside the logits generic (upstream ops only); append is
+// a gather-style generic.
+// CHECK-LABEL: func @masked_attention_and_append
+// CHECK-SAME: %[[MASK:[^:]*]]: tensor<2x1x16xi1>
+// CHECK: linalg.generic
+// CHECK: tensor.extract %[[MASK]]
+// CHECK: arith.andi
+// CHECK-NOT: kvcache.
+// CHECK: return
+func.func @masked_attention_and_append(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<2x1x16xi1>, %a: tensor<2x1x8xf32>, %l: tensor<2xi32>) -> (tensor<4x2x8xf32>, tensor<2x17x8xf32>) {
+  %o = tensor.empty() : tensor<4x2x8xf32>
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<2x1x16xi1>) outs(%o : tensor<4x2x8xf32>)
+  %r, %n = kvcache.append %k, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x1x8xf32>, tensor<2xi32> -> tensor<2x17x8xf32>, tensor<2xi32>
+  return %0, %r : tensor<4x2x8xf32>, tensor<2x17x8xf32>
+}

@@ -160,3 +160,40 @@ func.func @fused_merge(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tenso
       sink(2) recent(2) middle(4) mode(budget)
   return %r#0, %r#5 : tensor<2x8x8xf32>, tensor<2xi32>
 }
+
+// -----
+
+// A boolean mask turns invisible slots into -inf logits (row j / (Hq / Hm));
+// the online softmax skips rescaling while it has seen only -inf.
+// CHECK-LABEL: func @masked_attention
+// CHECK-SAME: %[[MASK:[^:]*]]: tensor<2x1x16xi1>
+// CHECK: scf.parallel (%[[J:.*]], %{{.*}}) =
+// CHECK: %[[ROW:.*]] = arith.divui %[[J]], %c2
+// CHECK: %[[VIS:.*]] = tensor.extract %[[MASK]][%[[ROW]], %c0, %{{.*}}] : tensor<2x1x16xi1>
+// CHECK: %[[LOGIT:.*]] = arith.select %[[VIS]], %{{.*}}, %[[NINF:.*]] : f32
+// CHECK: %[[MAX:.*]] = arith.maximumf %{{.*}}, %[[LOGIT]]
+// CHECK: %[[NONE:.*]] = arith.cmpf oeq, %[[MAX]], %[[NINF]]
+// CHECK: arith.select %[[NONE]]
+func.func @masked_attention(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<2x1x16xi1>) -> tensor<4x2x8xf32> {
+  %o = tensor.empty() : tensor<4x2x8xf32>
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<2x1x16xi1>) outs(%o : tensor<4x2x8xf32>)
+  return %0 : tensor<4x2x8xf32>
+}
+
+// -----
+
+// Append: one parallel iteration per head; a slot reads the cache below the
+// (clamped) length, then the added entries, then zero.
+// CHECK-LABEL: func @append
+// CHECK: scf.parallel (%[[H:.*]]) =
+// CHECK: %[[N:.*]] = arith.maxsi %{{.*}}, %c0
+// CHECK: scf.for %[[S:.*]] = %c0 to %c17
+// CHECK: %[[IN:.*]] = arith.cmpi slt, %[[S]], %[[N]]
+// CHECK: scf.if %[[IN]]
+// CHECK: tensor.extract %{{.*}}[%[[H]], %[[S]], %{{.*}}] : tensor<2x16x8xf32>
+// CHECK: } else {
+// CHECK: arith.subi %[[S]], %[[N]]
+func.func @append(%c: tensor<2x16x8xf32>, %a: tensor<2x1x8xf32>, %l: tensor<2xi32>) -> (tensor<2x17x8xf32>, tensor<2xi32>) {
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x1x8xf32>, tensor<2xi32> -> tensor<2x17x8xf32>, tensor<2xi32>
+  return %r, %n : tensor<2x17x8xf32>, tensor<2xi32>
+}

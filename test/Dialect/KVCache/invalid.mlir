@@ -613,3 +613,75 @@ func.func @f(%q: tensor<4x1x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf3
   %0:2 = kvcache.attention ins(%q, %k, %v : tensor<4x1x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) outs(%o, %a : tensor<4x1x8xf32>, tensor<2x15xf32>)
   return
 }
+
+// -----
+
+func.func @f(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<3x2x16xf32>, %o: tensor<4x2x8xf32>) {
+  // expected-error @+1 {{'kvcache.attention' op mask rows (3) must divide the query heads (4)}}
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<3x2x16xf32>) outs(%o : tensor<4x2x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<2x3x16xi1>, %o: tensor<4x2x8xf32>) {
+  // expected-error @+1 {{'kvcache.attention' op mask must have shape [2, 2, 16] [Hm, Lq or 1, S], got [2, 3, 16]}}
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<2x3x16xi1>) outs(%o : tensor<4x2x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<1x1x15xf32>, %o: tensor<4x2x8xf32>) {
+  // expected-error @+1 {{'kvcache.attention' op mask must have shape [1, 1, 16] [Hm, Lq or 1, S], got [1, 1, 15]}}
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<1x1x15xf32>) outs(%o : tensor<4x2x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<16xf32>, %o: tensor<4x2x8xf32>) {
+  // expected-error @+1 {{'kvcache.attention' op mask must have rank 3 [Hm, Lq or 1, S], got rank 1}}
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<16xf32>) outs(%o : tensor<4x2x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<16xf32>, %a: tensor<1xf32>, %l: tensor<16xi32>) {
+  // expected-error @+1 {{'kvcache.append' op cache must have rank >= 2 [H, P, ...], got rank 1}}
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<16xf32>, tensor<1xf32>, tensor<16xi32> -> tensor<17xf32>, tensor<16xi32>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x16x8xf32>, %a: tensor<2x1x4xf32>, %l: tensor<2xi32>) {
+  // expected-error @+1 {{'kvcache.append' op added must have shape [2, 1, 8] [H, T, ...] (as the cache but T), got [2, 1, 4]}}
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x1x4xf32>, tensor<2xi32> -> tensor<2x17x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x16x8xf32>, %a: tensor<2x1x8xf32>, %l: tensor<3xi32>) {
+  // expected-error @+1 {{'kvcache.append' op lengths must have shape [2] [H], got [3]}}
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x1x8xf32>, tensor<3xi32> -> tensor<2x17x8xf32>, tensor<3xi32>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x16x8xf32>, %a: tensor<2x2x8xf32>, %l: tensor<2xi32>) {
+  // expected-error @+1 {{'kvcache.append' op result must have shape [2, 18, 8] [H, P + T, ...], got [2, 17, 8]}}
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x2x8xf32>, tensor<2xi32> -> tensor<2x17x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x16x8xf32>, %a: tensor<2x2x8xf16>, %l: tensor<2xi32>) {
+  // expected-error @+1 {{'kvcache.append' op failed to verify that all of {cache, added, result} have same element type}}
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x2x8xf16>, tensor<2xi32> -> tensor<2x18x8xf32>, tensor<2xi32>
+  return
+}

@@ -148,3 +148,25 @@ func.func @attention_scores(%q: tensor<6x8x16xf32>, %k: tensor<2x8x16xf32>, %v: 
       outs(%o0, %a0 : tensor<6x8x16xf32>, tensor<2x8xf32>) causal
   return %o, %a : tensor<6x8x16xf32>, tensor<2x8xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func @masked_attention
+// CHECK: kvcache.attention ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%{{.*}} : tensor<2x2x16xf32>) outs(%{{.*}} : tensor<4x2x8xf32>) scale(2.500000e-01) causal
+// CHECK: kvcache.attention ins({{.*}}) lengths(%{{.*}} : tensor<2xi32>) mask(%{{.*}} : tensor<1x1x16xi1>) outs
+func.func @masked_attention(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<2x2x16xf32>, %b: tensor<1x1x16xi1>, %l: tensor<2xi32>, %o: tensor<4x2x8xf32>) -> (tensor<4x2x8xf32>, tensor<4x2x8xf32>) {
+  %0 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) mask(%m : tensor<2x2x16xf32>) outs(%o : tensor<4x2x8xf32>) scale(2.500000e-01) causal
+  %1 = kvcache.attention ins(%q, %k, %v : tensor<4x2x8xf32>, tensor<2x16x8xf32>, tensor<2x16x8xf32>) lengths(%l : tensor<2xi32>) mask(%b : tensor<1x1x16xi1>) outs(%o : tensor<4x2x8xf32>)
+  return %0, %1 : tensor<4x2x8xf32>, tensor<4x2x8xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func @append
+// CHECK: %{{.*}}, %{{.*}} = kvcache.append %{{.*}}, %{{.*}} lengths(%{{.*}}) : tensor<3x64x64xf16>, tensor<3x2x64xf16>, tensor<3xi32> -> tensor<3x66x64xf16>, tensor<3xi32>
+// CHECK: kvcache.append %{{.*}}, %{{.*}} lengths(%{{.*}}) : tensor<3x64xi32>, tensor<3x2xi32>, tensor<3xi32> -> tensor<3x66xi32>, tensor<3xi32>
+func.func @append(%c: tensor<3x64x64xf16>, %a: tensor<3x2x64xf16>, %p: tensor<3x64xi32>, %pa: tensor<3x2xi32>, %l: tensor<3xi32>) -> (tensor<3x66x64xf16>, tensor<3x66xi32>) {
+  %r, %n = kvcache.append %c, %a lengths(%l) : tensor<3x64x64xf16>, tensor<3x2x64xf16>, tensor<3xi32> -> tensor<3x66x64xf16>, tensor<3xi32>
+  %s, %m = kvcache.append %p, %pa lengths(%l) : tensor<3x64xi32>, tensor<3x2xi32>, tensor<3xi32> -> tensor<3x66xi32>, tensor<3xi32>
+  return %r, %s : tensor<3x66x64xf16>, tensor<3x66xi32>
+}

@@ -917,7 +917,7 @@ func.func @gqa_groups_differ(%q: tensor<4x8x16xf32>, %k: tensor<2x8x16xf32>, %v4
   %p = linalg.softmax dimension(2) ins(%ss : tensor<4x8x8xf32>) outs(%s0 : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
   %o0 = tensor.empty() : tensor<4x8x16xf32>
   %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
-  // expected-remark @+1 {{not raised to kvcache.attention: K and V have different numbers of heads, or they do not divide the query heads}}
+  // expected-remark @+1 {{not raised to kvcache.attention: V is not shared by the query heads like K is}}
   %o = linalg.batch_matmul ins(%p, %vr : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
   return %o : tensor<4x8x16xf32>
 }

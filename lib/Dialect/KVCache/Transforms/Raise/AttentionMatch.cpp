@@ -985,18 +985,21 @@ kvmerge::raise::matchAttention(ExprContext &cx, linalg::LinalgOp op,
       why = "query heads are not laid out in the order of the output heads";
       return failure();
     }
-  if (a.k_.numHeads != a.v.numHeads || a.numHeads % a.k_.numHeads != 0) {
-    why = "K and V have different numbers of heads, or they do not divide "
-          "the query heads";
+  if (a.numHeads % a.k_.numHeads != 0) {
+    why = "K's heads do not divide the query heads";
     return failure();
   }
   int64_t g = a.numHeads / a.k_.numHeads;
   for (int64_t j = 0; j < a.numHeads; ++j)
-    if (a.k_.headOf[j] != j / g || a.v.headOf[j] != j / g) {
-      why = "K/V heads are not shared by consecutive query heads (the GQA "
+    if (a.k_.headOf[j] != j / g) {
+      why = "K heads are not shared by consecutive query heads (the GQA "
             "layout kvcache.attention uses)";
       return failure();
     }
+  if (a.v.numHeads != a.k_.numHeads || a.v.headOf != a.k_.headOf) {
+    why = "V is not shared by the query heads like K is";
+    return failure();
+  }
 
   if (terms.empty())
     return a;
