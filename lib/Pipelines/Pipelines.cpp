@@ -6,6 +6,7 @@
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -95,6 +96,35 @@ struct ElideOutParamCopiesPass
     }
   }
 };
+/// A function that returns one tensor twice (a frontend returning the same
+/// cache view for two layers, CSE'd constants) would hand one buffer to two
+/// out-params, which buffer-results-to-out-params cannot do: every repeated
+/// result becomes its own copy.
+struct DistinctResultsPass
+    : public PassWrapper<DistinctResultsPass, OperationPass<func::FuncOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(DistinctResultsPass)
+  StringRef getArgument() const final { return "kvmerge-distinct-results"; }
+  StringRef getDescription() const final {
+    return "Copy function results that repeat an earlier result";
+  }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry.insert<bufferization::BufferizationDialect>();
+  }
+  void runOnOperation() override {
+    getOperation().walk([](func::ReturnOp ret) {
+      llvm::SmallDenseSet<Value> seen;
+      OpBuilder b(ret);
+      for (OpOperand &operand : ret->getOpOperands()) {
+        Value v = operand.get();
+        auto type = dyn_cast<RankedTensorType>(v.getType());
+        if (!type || seen.insert(v).second)
+          continue;
+        operand.set(bufferization::AllocTensorOp::create(
+            b, ret.getLoc(), type, ValueRange{}, /*copy=*/v));
+      }
+    });
+  }
+};
 } // namespace
 
 void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
@@ -142,6 +172,7 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
 }
 
 void kvmerge::addBufferizeToOutParams(OpPassManager &pm) {
+  pm.addNestedPass<func::FuncOp>(std::make_unique<DistinctResultsPass>());
   bufferization::OneShotBufferizePassOptions bufferizeOptions;
   bufferizeOptions.bufferizeFunctionBoundaries = true;
   bufferizeOptions.functionBoundaryTypeConversion =
@@ -170,6 +201,7 @@ void kvmerge::buildExportUpstreamPipeline(OpPassManager &pm) {
 }
 
 void kvmerge::registerPipelines() {
+  PassRegistration<DistinctResultsPass>();
   PassPipelineRegistration<>(
       "kvmerge-export-upstream",
       "Lower kvcache ops to linalg/tensor/arith/math/scf on tensors (no "
