@@ -528,6 +528,18 @@ Error Runner::compile() {
     if (Error err = cuda::takeError())
       return fail("failed to load the GPU kernels of '" + impl->bufferName +
                   "': " + toString(std::move(err)));
+  // ORC generates machine code on the first lookup: do it here, so that
+  // compile() has compiled everything and the first call is not slower.
+  for (const FunctionSignature &function : functions) {
+    if (!function.unsupportedReason.empty())
+      continue;
+    Expected<void (*)(void **)> packed =
+        impl->engine->lookupPacked("_mlir_ciface_" + function.name);
+    if (!packed)
+      return fail("cannot find the compiled function '" + function.name +
+                  "': " + toString(packed.takeError()));
+    impl->packedFunctions.try_emplace(function.name, *packed);
+  }
   return Error::success();
 }
 
