@@ -213,6 +213,29 @@ Error kvmerge::aot::compile(StringRef inputPath, StringRef outputPath,
     return createStringError("--emit=" + options.emit +
                              " needs an output file (-o)");
   initializeTargets();
+  // The host target (checked before any work).
+  Triple triple(sys::getDefaultTargetTriple());
+  std::string error;
+  const Target *hostTarget = TargetRegistry::lookupTarget(triple, error);
+  if (!hostTarget)
+    return createStringError("no LLVM target for '" + triple.str() +
+                             "': " + error);
+  std::string cpu = options.mcpu == "native" ? sys::getHostCPUName().str()
+                                             : options.mcpu;
+  std::string features = options.mattr;
+  if (options.mcpu == "native" && features.empty()) {
+    SubtargetFeatures hostFeatures;
+    for (const auto &feature : sys::getHostCPUFeatures())
+      hostFeatures.AddFeature(feature.getKey(), feature.getValue());
+    features = hostFeatures.getString();
+  }
+  {
+    std::unique_ptr<MCSubtargetInfo> info(
+        hostTarget->createMCSubtargetInfo(triple, "", ""));
+    if (info && !info->isCPUStringValid(cpu))
+      return createStringError("unknown host CPU '" + cpu +
+                               "' (--mcpu): e.g. x86-64, x86-64-v3, native");
+  }
   if (options.target == "cuda") {
     if (Error err = checkChip(options.chip))
       return err;
@@ -263,8 +286,7 @@ Error kvmerge::aot::compile(StringRef inputPath, StringRef outputPath,
                                options.pipelineOptions +
                                "' for --kvmerge-lower-to-llvm");
     kvmerge::buildLowerToLLVMPipeline(pm, lowering);
-    target = "cpu " + (options.mcpu == "native" ? sys::getHostCPUName().str()
-                                                : options.mcpu);
+    target = "cpu " + cpu;
   } else {
     kvmerge::LowerToNVVMOptions lowering;
     if (mlir::failed(lowering.parseFromString(options.pipelineOptions)))
@@ -294,28 +316,6 @@ Error kvmerge::aot::compile(StringRef inputPath, StringRef outputPath,
       mlir::translateModuleToLLVMIR(*module, llvmContext, inputPath);
   if (!llvmModule)
     return diagnosed("failed to translate '" + inputPath + "' to LLVM IR");
-  Triple triple(sys::getDefaultTargetTriple());
-  std::string error;
-  const Target *hostTarget = TargetRegistry::lookupTarget(triple, error);
-  if (!hostTarget)
-    return createStringError("no LLVM target for '" + triple.str() +
-                             "': " + error);
-  std::string cpu = options.mcpu == "native" ? sys::getHostCPUName().str()
-                                             : options.mcpu;
-  std::string features = options.mattr;
-  if (options.mcpu == "native" && features.empty()) {
-    SubtargetFeatures hostFeatures;
-    for (const auto &feature : sys::getHostCPUFeatures())
-      hostFeatures.AddFeature(feature.getKey(), feature.getValue());
-    features = hostFeatures.getString();
-  }
-  {
-    std::unique_ptr<MCSubtargetInfo> info(
-        hostTarget->createMCSubtargetInfo(triple, "", ""));
-    if (info && !info->isCPUStringValid(cpu))
-      return createStringError("unknown host CPU '" + cpu +
-                               "' (--mcpu): e.g. x86-64, x86-64-v3, native");
-  }
   static const CodeGenOptLevel levels[] = {
       CodeGenOptLevel::None, CodeGenOptLevel::Less, CodeGenOptLevel::Default,
       CodeGenOptLevel::Aggressive};
