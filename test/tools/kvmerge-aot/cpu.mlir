@@ -66,6 +66,19 @@
 // OBJ-DAG: D __kvmerge_aot_entries
 // OBJ-DAG: R __kvmerge_aot_manifest
 
+// f32 -> bf16 on a host without a native conversion (x86-64-v3) calls
+// __truncsfbf2, which the artifact carries itself (hidden): round to nearest
+// even (ties 1+2^-8 -> 1, 1+3*2^-8 -> 1+2^-6), overflow to inf, NaN stays NaN;
+// the same values as the JIT.
+// RUN: kvmerge-aot %t/bf16.mlir --target=cpu -o %t/libbf16.so
+// RUN: kvmerge-run %t/helpers.mlir --function=mkbf --output=@%t/bx.npy
+// RUN: kvmerge-aot-run %t/libbf16.so --function=tobf16 --input=@%t/bx.npy --output=@%t/by.npy
+// RUN: kvmerge-run %t/helpers.mlir --function=idbf --input=@%t/by.npy | FileCheck %s --check-prefix=BF16
+// RUN: kvmerge-run %t/bf16.mlir --function=tobf16 --input=@%t/bx.npy | FileCheck %s --check-prefix=BF16
+// BF16: result[0]: 6xbf16=1 1.01562 1.00781 inf nan -2.5
+// RUN: llvm-nm %t/libbf16.so | FileCheck %s --check-prefix=BFSYM
+// BFSYM: t __truncsfbf2
+
 // A baseline x86-64 host CPU.
 // RUN: kvmerge-aot %t/add.mlir --mcpu=x86-64 -o %t/libadd-generic.so
 // RUN: kvmerge-aot-run %t/libadd-generic.so --list | FileCheck %s --check-prefix=GENERIC
@@ -90,6 +103,11 @@ func.func @pair(%x: tensor<?x3xi32>) -> (tensor<3xi32>, tensor<i64>) {
   return %col, %d : tensor<3xi32>, tensor<i64>
 }
 
+//--- bf16.mlir
+func.func @tobf16(%x: tensor<6xf32>) -> tensor<6xbf16> {
+  %r = arith.truncf %x : tensor<6xf32> to tensor<6xbf16>
+  return %r : tensor<6xbf16>
+}
 
 //--- helpers.mlir
 // For kvmerge-run: writes the inputs and reads the outputs (.npy).
@@ -105,4 +123,11 @@ func.func @id3(%x: tensor<3xi32>) -> tensor<3xi32> {
 }
 func.func @idi64(%x: tensor<i64>) -> tensor<i64> {
   return %x : tensor<i64>
+}
+func.func @mkbf() -> tensor<6xf32> {
+  %c = arith.constant dense<[1.00390625, 1.01171875, 1.0078125, 3.4e38, 0x7FC00001, -2.5]> : tensor<6xf32>
+  return %c : tensor<6xf32>
+}
+func.func @idbf(%x: tensor<6xbf16>) -> tensor<6xbf16> {
+  return %x : tensor<6xbf16>
 }
