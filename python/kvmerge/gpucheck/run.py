@@ -132,8 +132,8 @@ class Run:
 
 
 def _host() -> dict:
-    h = dict(python=sys.version.split()[0], platform=platform.platform(), numpy=np.__version__,
-             cpus=os.cpu_count())
+    h = dict(python=sys.version.split()[0], platform=platform.platform(), libc=" ".join(platform.libc_ver()),
+             numpy=np.__version__, cpus=os.cpu_count())
     try:
         h["loadavg"] = list(os.getloadavg())
     except OSError:  # pragma: no cover
@@ -318,6 +318,10 @@ def timing(run: Run, reps: Optional[int] = None) -> None:
     from .. import torch_ref
 
     torch = run.torch
+    try:
+        run.results["timing"]["loadavg"] = list(os.getloadavg())
+    except OSError:  # pragma: no cover
+        pass
     cases = [c for c in run.manifest["cases"] if c.get("timing")]
     by_id = {c["id"]: c for c in run.manifest["cases"]}
     keys = []
@@ -467,6 +471,7 @@ def report_markdown(r: dict) -> str:
     t = r.get("timing", {})
     if t.get("compress"):
         lines += ["", "## Fused compress vs a device-to-device copy of K and V, and vs PyTorch eager", "",
+                  f"Host load average when timing started: {t.get('loadavg')}.", "",
                   "Kernel time from CUDA events around every launch (the call's host<->device staging excluded; "
                   "`call` is the whole call with staging). compress bytes = K, V, scores read once + outputs "
                   "written; copy bytes = K and V read and written.", "",
