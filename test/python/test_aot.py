@@ -175,9 +175,14 @@ def test_threads(cpu):
 
 def test_runs_without_llvm(cpu, tmp_path):
     """A fresh Python that imports only numpy and kvmerge.aot loads and runs the artifact, with no
-    libLLVM or libMLIR mapped into the process."""
+    libLLVM or libMLIR mapped into the process; a CUDA artifact loads there too and, without a
+    driver, its call raises DeviceError with the runtime's message (no crash)."""
     art, cases = cpu
     k, v, a, ac, policy, kw, dtype = cases["c_float16_0"]
+    no_driver = not _has_driver()
+    if no_driver:
+        src, _ = compress_source("g", k, v, a, policy, **kw)
+        aot.build(src, tmp_path / "libg.so", target="cuda", chip="sm_90a", gpu_format="isa")
     np.save(tmp_path / "k.npy", k)
     np.save(tmp_path / "v.npy", v)
     np.save(tmp_path / "a.npy", ac)
@@ -191,6 +196,13 @@ art = aot.load({str(art.path)!r})
 d = {str(tmp_path)!r}
 out = art.call("c_float16_0", np.load(d + "/k.npy"), np.load(d + "/v.npy"), np.load(d + "/a.npy"))
 assert np.array_equal(out[2], np.load(d + "/pos.npy"))
+if {no_driver!r}:
+    g = aot.load(d + "/libg.so")
+    try:
+        g.call("g", np.load(d + "/k.npy"), np.load(d + "/v.npy"), np.load(d + "/a.npy"))
+        raise SystemExit("the CUDA artifact ran without a driver")
+    except aot.DeviceError as e:
+        assert "cannot load the CUDA driver" in str(e), e
 maps = open("/proc/self/maps").read()
 assert art.path.name in maps
 bad = sorted({{line.split()[-1] for line in maps.splitlines() if "libLLVM" in line or "libMLIR" in line}})

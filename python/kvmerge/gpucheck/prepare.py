@@ -149,4 +149,6 @@ def prepare(out, config: Config = Config(), *, target: str = "cuda", chip: str =
     if total > max_mib * 2**20:
         raise RuntimeError(f"prepare: '{out}' holds {total / 2**20:.1f} MiB, more than the {max_mib} MiB allowed "
                            f"(a working tree carries at most 64 MiB to the GPU machine)")
+    log(f"prepare: next, on the GPU machine (carry '{out}' with the tree): "
+        f"scripts/gpu-check.sh run {out} --out $OUT")
     return manifest
