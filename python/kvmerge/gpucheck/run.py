@@ -237,6 +237,8 @@ def correctness(run: Run, only: Optional[str] = None) -> None:
         t = time.monotonic()
         try:
             if key != current:
+                if current is not None:
+                    write_outputs(run)  # what is done survives a run killed later
                 current, data, gots = key, None, {}
                 if run.device == "cuda":
                     run.torch.cuda.empty_cache()
@@ -402,6 +404,7 @@ def timing(run: Run, reps: Optional[int] = None) -> None:
                 run.results["timing"]["attention"].append(row)
                 run.log(f"TIME attention {c['id']}: kernels {kern_ms:.4f} ms, torch eager {torch_ms:.4f} ms, "
                         f"sdpa {sdpa_ms if sdpa_ms is None else round(sdpa_ms, 4)} ms")
+            write_outputs(run)
         except Exception as e:
             run.results["timing"].setdefault("errors", []).append(f"{key}: {type(e).__name__}: {e}")
             run.log(f"FAIL timing {key}: {type(e).__name__}: {e}")
