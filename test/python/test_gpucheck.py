@@ -424,3 +424,34 @@ def test_prepare_refuses_foreign_directory(tmp_path):
     with pytest.raises(ValueError, match="is not a prepared directory"):
         prepare(tmp_path, SMALL, target="cpu")
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_run_without_torch(tmp_path):
+    """The run step on a machine without torch stops at once with a clear message (exit 2)."""
+    try:
+        from kvmerge.compiled import tool
+
+        tool("kvmerge-aot")
+    except FileNotFoundError:  # pragma: no cover
+        pytest.skip("kvmerge-aot is not built")
+    p = tmp_path / "prepared"
+    p.mkdir()
+    args = cases.resolve(128, dict(policy="h2o", ratio=0.5))
+    src = compress_module((1, 128, 64), (1, 128, 64), np.float32, **args).replace("@compress(", "@c(", 1)
+    aot.build(src, p / "c.so", target="cpu")
+    m = dict(schema=cases.SCHEMA, target="cpu x86-64-v3", config=SMALL.to_json(),
+             artifacts=dict(c=dict(file="c.so", functions=["c"])),
+             data={"d": dict(source="synthetic", dtype="float32", shape=[1, 128, 64], seed=1)},
+             cases=[dict(id="x", kind="compress", family="large", artifact="c", function="c", dtype="float32",
+                         shape=[1, 128, 64], data="d", args=args, expected=dict(source="torch_ref"), timing=False)])
+    (p / "manifest.json").write_text(json.dumps(m))
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "torch.py").write_text('raise ModuleNotFoundError("No module named \'torch\'", name="torch")\n')
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(block))
+    out = tmp_path / "out"
+    proc = subprocess.run([str(REPO / "scripts" / "gpu-check.sh"), "run", str(p), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    r = json.loads((out / "results.json").read_text())
+    assert r["status"] == "no-torch" and "needs PyTorch" in r["error"] and "No module named 'torch'" in r["error"]
