@@ -1,35 +1,41 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU (UNVERIFIED: written without
-# access to one; see docs/gpu.md):
-#   1. builds (scripts/setup.sh: packages, .venv, cmake, ninja),
-#   2. runs lit, where the cuda-device tests (test/Integration/GPU) now run,
-#   3. assembles every emitted kernel with ptxas for the local GPU and prints
-#      registers/spills,
-#   4. checks every GPU kernel against the NumPy reference on random and real
-#      data and prints the timing tables (scripts/gpu_check.py).
-# Usage: scripts/gpu-check.sh [--skip-timing] [--lengths=4096,32768,131072]
+# The GPU check in two steps (docs/gpu.md, python/kvmerge/gpucheck):
+#
+#   scripts/gpu-check.sh prepare [DIR] [options]
+#       here, with the kvmerge build (kvmerge-aot, ptxas): ahead-of-time artifacts for sm_90a,
+#       inputs and kvmerge.reference's expected outputs, a manifest; DIR (default gpu-prepared/,
+#       git-ignored) stays well under the 64 MiB a working tree may carry to a GPU machine.
+#   scripts/gpu-check.sh run [DIR] [--out OUT] [options]
+#       on the GPU machine: needs only python3 with numpy and torch, and a CUDA driver (no LLVM,
+#       MLIR, build or network). Checks every case, times compress and decode attention, writes
+#       report.md, results.json and log.txt under OUT (default $OUT, else gpu-check-out/);
+#       stops taking new cases after --deadline seconds (default 420).
+#
+# Options: `scripts/gpu-check.sh prepare --help`, `scripts/gpu-check.sh run --help`.
+# `prepare --target=cpu` builds CPU artifacts, with which `run` tests the harness without a GPU.
+# Exit status of run: 0 pass, 1 a failure, 2 could not start (no manifest, torch, driver or GPU),
+# 3 the deadline cut something.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-command -v nvidia-smi >/dev/null && nvidia-smi -L || {
-  echo "gpu-check: nvidia-smi does not list a GPU; this script needs one" >&2; exit 1; }
-export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
-
-scripts/setup.sh
-echo "== lit (cuda-device tests enabled when nvidia-smi works)"
-/usr/lib/llvm-22/bin/lit -sv build/test/Integration/GPU build/test/Conversion/KVCacheToGPU build/test/Pipelines
-
-echo "== ptxas report for this GPU"
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
-chip="sm_${cc}"; [ "$cc" = 90 ] && chip=sm_90a
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-build/bin/kvmerge-opt test/Integration/GPU/kernels.mlir \
-  --kvmerge-lower-to-nvvm="chip=${chip} features=+ptx80 dump-ptx=$tmp/ptx" -o /dev/null
-PTXAS="${CUDA_HOME}/bin/ptxas"; command -v "$PTXAS" >/dev/null || PTXAS=ptxas
-.venv/bin/python scripts/ptxas-report.py --ptxas "$PTXAS" --arch "$chip" "$tmp/ptx"
-
-echo "== kernels vs kvmerge.reference, timing"
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  echo "(torch not installed: the PyTorch comparison and the d2d copy baseline print nan)"
-fi
-.venv/bin/python scripts/gpu_check.py "$@"
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; }
+step="${1:-}"
+[ $# -gt 0 ] && shift
+export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+case "$step" in
+  prepare)
+    PY="${PYTHON:-.venv/bin/python}"
+    [ -x "$PY" ] || PY=python3
+    if [ ! -x build/bin/kvmerge-aot ] || [ ! -f build/lib/libKVMergeAOTRuntime.a ]; then
+      echo "gpu-check prepare: build/bin/kvmerge-aot or build/lib/libKVMergeAOTRuntime.a is missing;" \
+           "build first (scripts/setup.sh, or ninja -C build)" >&2
+      exit 1
+    fi
+    export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+    exec "$PY" -m kvmerge.gpucheck prepare "$@" ;;
+  run)
+    PY="${PYTHON:-python3}"
+    export PYTHONUNBUFFERED=1
+    exec "$PY" -m kvmerge.gpucheck run "$@" ;;
+  -h|--help|help) usage; exit 0 ;;
+  *) usage; echo "gpu-check: expected 'prepare' or 'run' as the first argument, got '${step}'" >&2; exit 2 ;;
+esac

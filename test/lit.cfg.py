@@ -41,7 +41,7 @@ config.substitutions.append(
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.kvmerge_tools_dir, config.llvm_tools_dir]
-tools = ["kvmerge-opt", "kvmerge-run", "kvmerge-capi-test"]
+tools = ["kvmerge-opt", "kvmerge-run", "kvmerge-capi-test", "kvmerge-aot", "kvmerge-aot-run"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 if config.ptxas and os.path.exists(config.ptxas):

@@ -8,6 +8,7 @@
 #ifndef KVMERGE_INITALLKVMERGE_H
 #define KVMERGE_INITALLKVMERGE_H
 
+#include "kvmerge/AOT/Passes.h"
 #include "kvmerge/Conversion/Passes.h"
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
@@ -24,6 +25,7 @@ inline void registerAllPasses() {
   kvcache::registerKVCachePasses();
   registerKVMergeConversionPasses();
   registerPipelines();
+  registerKVMergeAOTPasses();
 }
 
 } // namespace kvmerge

@@ -2,6 +2,7 @@
 
 #include "kvmerge/Runtime/Runner.h"
 #include "kvmerge/Runtime/CudaRuntime.h"
+#include "kvmerge/Runtime/MemrefCopy.h"
 
 #include "kvmerge/InitAllKVMerge.h"
 #include "kvmerge/Pipelines/Pipelines.h"
@@ -151,57 +152,6 @@ static FunctionSignature getSignature(mlir::func::FuncOp func) {
 //===----------------------------------------------------------------------===//
 // Runner
 //===----------------------------------------------------------------------===//
-
-/// What `memref.copy` between non-contiguous memrefs lowers to (upstream's
-/// `memrefCopy` from libmlir_c_runner_utils; reimplemented here so the
-/// runtime needs no extra shared library). Arguments are unranked memref
-/// descriptors {rank, descriptor*}; a descriptor is {allocated, aligned,
-/// offset, sizes[rank], strides[rank]}.
-namespace {
-struct UnrankedDescriptor {
-  int64_t rank;
-  void *descriptor;
-};
-} // namespace
-
-static void runtimeMemrefCopy(int64_t elementSize, UnrankedDescriptor *src,
-                              UnrankedDescriptor *dst) {
-  int64_t rank = src->rank;
-  auto *srcWords = static_cast<int64_t *>(src->descriptor);
-  auto *dstWords = static_cast<int64_t *>(dst->descriptor);
-  char *srcBase =
-      reinterpret_cast<char *>(srcWords[1]) + srcWords[2] * elementSize;
-  char *dstBase =
-      reinterpret_cast<char *>(dstWords[1]) + dstWords[2] * elementSize;
-  if (rank == 0) {
-    std::memcpy(dstBase, srcBase, elementSize);
-    return;
-  }
-  const int64_t *sizes = srcWords + 3;
-  const int64_t *srcStrides = srcWords + 3 + rank;
-  const int64_t *dstStrides = dstWords + 3 + rank;
-  for (int64_t d = 0; d < rank; ++d)
-    if (sizes[d] == 0)
-      return;
-  SmallVector<int64_t, 8> index(rank, 0);
-  int64_t srcOffset = 0, dstOffset = 0;
-  while (true) {
-    std::memcpy(dstBase + dstOffset * elementSize,
-                srcBase + srcOffset * elementSize, elementSize);
-    int64_t axis = rank - 1;
-    for (; axis >= 0; --axis) {
-      srcOffset += srcStrides[axis];
-      dstOffset += dstStrides[axis];
-      if (++index[axis] < sizes[axis])
-        break;
-      srcOffset -= sizes[axis] * srcStrides[axis];
-      dstOffset -= sizes[axis] * dstStrides[axis];
-      index[axis] = 0;
-    }
-    if (axis < 0)
-      return;
-  }
-}
 
 struct Runner::Impl {
   RunnerOptions options;
@@ -513,7 +463,7 @@ Error Runner::compile() {
   impl->engine->registerSymbols([](orc::MangleAndInterner interner) {
     orc::SymbolMap symbols;
     symbols[interner("memrefCopy")] = {
-        orc::ExecutorAddr::fromPtr(&runtimeMemrefCopy),
+        orc::ExecutorAddr::fromPtr(&memrefCopy),
         JITSymbolFlags::Exported};
     // GPU code calls MLIR's mgpu* runtime ABI, implemented on the
     // dlopen'ed driver (harmless for CPU code, which never calls it).

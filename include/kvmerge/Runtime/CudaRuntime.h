@@ -7,8 +7,9 @@
 //
 // Code lowered by --kvmerge-lower-to-nvvm calls MLIR's `mgpu*` runtime ABI
 // (mgpuModuleLoadJIT, mgpuLaunchKernel, mgpuMemAlloc, mgpuMemcpy, ...);
-// this library implements that ABI on the driver API and hands the
-// addresses to the JIT (see symbols()).
+// CudaDriver.h implements that ABI on the driver API (LLVM-free, also
+// linked into ahead-of-time artifacts); this header adapts it to
+// llvm::Error and hands the addresses to the JIT (see symbols()).
 //
 // Errors inside mgpu* calls (which have no error channel) are recorded; the
 // first one is returned by takeError().
