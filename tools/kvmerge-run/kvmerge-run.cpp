@@ -19,11 +19,14 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <vector>
 
 using namespace llvm;
@@ -109,25 +112,133 @@ static Expected<std::string> chooseFunction(const Runner &runner) {
 }
 
 /// Output files are written to temporaries and only renamed over their
-/// final names after every one of them was written.
+/// final names after every one of them was written. Publishing several files
+/// cannot be one atomic step, so an existing file is first kept as a backup
+/// (hard link, or copy) and every published output is rolled back when a
+/// later one fails: the outputs are committed all or none.
 struct PendingOutput {
   std::string path;
   sys::fs::TempFile temp;
+  /// The previous contents of `path` while publishing ("" when none).
+  std::string backup;
+  bool published = false;
 };
+
+/// Checks the --output paths before anything runs: no path given twice
+/// (also through another spelling or a link), none an existing directory or
+/// other non-regular file.
+static Error checkOutputPaths() {
+  struct Seen {
+    std::string normalized;
+    std::optional<sys::fs::UniqueID> id;
+    size_t index;
+  };
+  std::vector<Seen> seen;
+  for (auto [i, flag] : llvm::enumerate(outputFlags)) {
+    if (flag == "-")
+      continue;
+    StringRef path = StringRef(flag).drop_front();
+    sys::fs::file_status status;
+    std::optional<sys::fs::UniqueID> id;
+    if (!sys::fs::status(path, status) && sys::fs::exists(status)) {
+      if (sys::fs::is_directory(status))
+        return createStringError("--output " + Twine(i) + ": '" + path +
+                                 "' is a directory");
+      if (!sys::fs::is_regular_file(status))
+        return createStringError("--output " + Twine(i) + ": '" + path +
+                                 "' exists and is not a regular file");
+      id = status.getUniqueID();
+    }
+    SmallString<256> normalized(path);
+    if (std::error_code ec = sys::fs::make_absolute(normalized))
+      return createStringError("--output " + Twine(i) + ": '" + path +
+                               "': " + ec.message());
+    sys::path::remove_dots(normalized, /*remove_dot_dot=*/true);
+    for (const Seen &other : seen)
+      if (other.normalized == normalized || (id && other.id == id))
+        return createStringError("--output " + Twine(other.index) + " and " +
+                                 Twine(i) + " both write '" + path +
+                                 "': give each result its own file");
+    seen.push_back({normalized.str().str(), id, i});
+  }
+  return Error::success();
+}
 
 static Error writeTemporary(StringRef path, const HostTensor &tensor,
                             std::vector<PendingOutput> &pending) {
   Expected<sys::fs::TempFile> temp = writeNpyTemporary(path, tensor);
   if (!temp)
     return temp.takeError();
-  pending.push_back({path.str(), std::move(*temp)});
+  pending.push_back({path.str(), std::move(*temp), "", false});
   return Error::success();
 }
 
-static void discardAll(std::vector<PendingOutput> &pending) {
-  for (PendingOutput &output : pending)
-    consumeError(output.temp.discard());
+/// Puts every path back as it was before publishing and removes the
+/// temporaries and backups.
+static void rollBack(std::vector<PendingOutput> &pending) {
+  for (PendingOutput &output : llvm::reverse(pending)) {
+    if (!output.backup.empty()) {
+      if (sys::fs::rename(output.backup, output.path))
+        WithColor::warning(errs(), "kvmerge-run")
+            << "could not restore '" << output.path << "'; its previous "
+            << "contents are in '" << output.backup << "'\n";
+    } else if (output.published) {
+      sys::fs::remove(output.path);
+    }
+    if (!output.published)
+      consumeError(output.temp.discard());
+  }
   pending.clear();
+}
+
+/// Keeps the current contents of `output.path` (if any) in a new file next
+/// to it.
+static Error makeBackup(PendingOutput &output) {
+  if (!sys::fs::exists(output.path))
+    return Error::success();
+  SmallString<256> backup;
+  int fd;
+  if (std::error_code ec = sys::fs::createUniqueFile(
+          output.path + ".bak-%%%%%%", fd, backup))
+    return createStringError("cannot back up '" + output.path +
+                             "': " + ec.message());
+  sys::Process::SafelyCloseFileDescriptor(fd);
+  // A hard link replaces the empty file atomically; copy where links are not
+  // supported.
+  std::error_code ec = sys::fs::remove(backup);
+  if (!ec)
+    ec = sys::fs::create_hard_link(output.path, backup);
+  if (ec)
+    ec = sys::fs::copy_file(output.path, backup);
+  if (ec) {
+    sys::fs::remove(backup);
+    return createStringError("cannot back up '" + output.path +
+                             "': " + ec.message());
+  }
+  output.backup = backup.str().str();
+  return Error::success();
+}
+
+/// Publishes every pending output, or none of them.
+static Error publishAll(std::vector<PendingOutput> &pending) {
+  for (PendingOutput &output : pending) {
+    Error err = makeBackup(output);
+    if (!err)
+      err = output.temp.keep(output.path);
+    if (err) {
+      Error message = createStringError("cannot write '" + output.path +
+                                        "': " + toString(std::move(err)) +
+                                        " (no output was written)");
+      rollBack(pending);
+      return message;
+    }
+    output.published = true;
+  }
+  for (PendingOutput &output : pending)
+    if (!output.backup.empty())
+      sys::fs::remove(output.backup);
+  pending.clear();
+  return Error::success();
 }
 
 static int runMain() {
@@ -186,6 +297,8 @@ static int runMain() {
     if (flag != "-" && (flag.size() < 2 || flag[0] != '@'))
       return fail(
           createStringError("--output '" + flag + "' must be @FILE.npy or -"));
+  if (Error err = checkOutputPaths())
+    return fail(std::move(err));
   Expected<std::vector<HostTensor>> results = runner.allocateResults(*name);
   if (!results)
     return fail(results.takeError());
@@ -238,18 +351,12 @@ static int runMain() {
       continue;
     if (Error err = writeTemporary(StringRef(outputFlags[i]).drop_front(),
                                    result, pending)) {
-      discardAll(pending);
+      rollBack(pending);
       return fail(std::move(err));
     }
   }
-  for (PendingOutput &output : pending) {
-    if (Error err = output.temp.keep(output.path)) {
-      Error message = createStringError("cannot write '" + output.path +
-                                        "': " + toString(std::move(err)));
-      discardAll(pending);
-      return fail(std::move(message));
-    }
-  }
+  if (Error err = publishAll(pending))
+    return fail(std::move(err));
   for (auto [i, result] : llvm::enumerate(*results))
     if (i >= outputFlags.size() || outputFlags[i] == "-")
       outs() << "result[" << i
