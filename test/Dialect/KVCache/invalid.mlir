@@ -128,6 +128,42 @@ func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32
 
 // -----
 
+// Issue 16: counts past i32 (and sums that would overflow int64) are refused.
+func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
+  // expected-error @+1 {{'sink' must be at most 2147483647 (positions and lengths are i32), got 9223372036854775807}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 8, sink = 9223372036854775807>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+// Issue 16: counts past i32 (and sums that would overflow int64) are refused.
+func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
+  // expected-error @+1 {{'recent' must be at most 2147483647 (positions and lengths are i32), got 4611686018427387904}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<h2o, slots = 8, recent = 4611686018427387904>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+// Issue 16: counts past i32 (and sums that would overflow int64) are refused.
+func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
+  // expected-error @+1 {{'sink' must be at most 2147483647 (positions and lengths are i32), got 4611686018427387904}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<h2o, slots = 8, sink = 4611686018427387904, recent = 4611686018427387904>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+// Issue 16: counts past i32 (and sums that would overflow int64) are refused.
+func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
+  // expected-error @+1 {{'slots' must be at most 2147483647 (positions and lengths are i32), got 2147483648}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 2147483648>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
 func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
   // expected-error @+1 {{'eps' is a cosine similarity and must be in [-1, 1], got 1.5}}
   %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, ratio = 0.5, eps = 1.5>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
@@ -371,6 +407,30 @@ func.func @f(%s: tensor<2x15xf32>) {
 func.func @f(%s: tensor<2x15xf32>) {
   // expected-error @+1 {{'kvcache.merge_sets' op attribute 'sink' failed to satisfy constraint: 64-bit signless integer attribute whose value is non-negative}}
   %0:2 = kvcache.merge_sets %s sink(-1) recent(4) middle(4) mode(budget) : tensor<2x15xf32> -> tensor<2x16xi32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<2x15xf32>) {
+  // expected-error @+1 {{'kvcache.merge_sets' op 'sink' must be in [0, 2147483647] (positions and lengths are i32), got 9223372036854775807}}
+  %0:2 = kvcache.merge_sets %s sink(9223372036854775807) recent(9223372036854775807) middle(4) mode(budget) : tensor<2x15xf32> -> tensor<2x16xi32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @f(%s: tensor<2x?xf32>) {
+  // expected-error @+1 {{'kvcache.merge_sets' op 'middle' must be at least 1 slot, got -1}}
+  %0:2 = kvcache.merge_sets %s sink(4) recent(4) middle(-1) mode(budget) : tensor<2x?xf32> -> tensor<2x?xi32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @f(%a: tensor<2x?xf32>) {
+  // expected-error @+1 {{'kvcache.select_sets' op 'recent' must be in [0, 2147483647] (positions and lengths are i32), got 4294967296}}
+  %0:2 = kvcache.select_sets %a sink(4) recent(4294967296) middle(0) : tensor<2x?xf32> -> tensor<2x?xi32>, tensor<2xi32>
   return
 }
 

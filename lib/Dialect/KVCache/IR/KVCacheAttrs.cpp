@@ -11,6 +11,7 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <algorithm>
 #include <cmath>
 
 using namespace mlir;
@@ -234,13 +235,24 @@ LogicalResult PolicyAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   }
   if (slots && *slots < 1)
     return emitError() << "'slots' must be at least 1, got " << *slots;
+  // Positions and lengths are i32: no count may exceed INT32_MAX, which also
+  // keeps every sum of them (sink + recent + middle) far from overflowing.
+  if (slots && *slots > kMaxSlots)
+    return emitError() << "'slots' must be at most " << kMaxSlots
+                       << " (positions and lengths are i32), got " << *slots;
   if (sink < 0)
     return emitError() << "'sink' must be non-negative, got " << sink;
+  if (sink > kMaxSlots)
+    return emitError() << "'sink' must be at most " << kMaxSlots
+                       << " (positions and lengths are i32), got " << sink;
   if (recent && kind == PolicyKind::streaming)
     return emitError() << "policy 'streaming' keeps the budget minus 'sink' "
                           "newest tokens; 'recent' does not apply";
   if (recent && *recent < 0)
     return emitError() << "'recent' must be non-negative, got " << *recent;
+  if (recent && *recent > kMaxSlots)
+    return emitError() << "'recent' must be at most " << kMaxSlots
+                       << " (positions and lengths are i32), got " << *recent;
   double e = eps.convertToDouble();
   if (!(e >= -1.0 && e <= 1.0))
     return emitError() << "'eps' is a cosine similarity and must be in "
@@ -256,7 +268,8 @@ int64_t PolicyAttr::getRecentFor(int64_t budget) const {
     return budget - getSink();
   if (getRecent())
     return *getRecent();
-  return (budget + 3) / 4;
+  // ceil(budget / 4) without overflowing for budgets near INT64_MAX.
+  return budget / 4 + (budget % 4 != 0);
 }
 
 int64_t PolicyAttr::getBudget(int64_t length) const {
@@ -264,8 +277,13 @@ int64_t PolicyAttr::getBudget(int64_t length) const {
     return length;
   if (getSlots())
     return *getSlots();
-  return static_cast<int64_t>(
-      std::ceil(getRatio()->convertToDouble() * static_cast<double>(length)));
+  double budget =
+      std::ceil(getRatio()->convertToDouble() * static_cast<double>(length));
+  // ratio <= 1, so the budget is at most `length`; the double product may
+  // round above INT64_MAX, which a cast cannot represent.
+  if (!(budget < 0x1p63))
+    return length;
+  return std::min(static_cast<int64_t>(budget), length);
 }
 
 std::optional<int64_t> PolicyAttr::getStaticBudget() const {

@@ -219,13 +219,29 @@ LogicalResult SimilarityOp::verify() {
 
 /// Shared by merge_sets and select_sets: the slot map covers `l` tokens and
 /// the kept regions fit into a static length.
+/// Positions and lengths are i32: `sink`, `recent` and `middle` of the
+/// slot-map ops are at most INT32_MAX, so their sums cannot overflow.
+static LogicalResult verifyCounts(Operation *op, uint64_t sink,
+                                  uint64_t recent, uint64_t middle) {
+  for (auto [name, value] :
+       {std::pair<StringRef, int64_t>{"sink", static_cast<int64_t>(sink)},
+        {"recent", static_cast<int64_t>(recent)},
+        {"middle", static_cast<int64_t>(middle)}})
+    if (value < 0 || value > PolicyAttr::kMaxSlots)
+      return op->emitOpError()
+             << "'" << name << "' must be in [0, " << PolicyAttr::kMaxSlots
+             << "] (positions and lengths are i32), got " << value;
+  return success();
+}
+
 static LogicalResult verifySetsOp(Operation *op, Type slots, Type lengths,
-                                  int64_t h, int64_t l, int64_t sink,
-                                  int64_t recent) {
+                                  int64_t h, int64_t l, uint64_t sink,
+                                  uint64_t recent, uint64_t middle) {
   ShapeChecker c{op};
-  if (failed(verifySlotMap(c, slots, lengths, h, l)))
+  if (failed(verifySlotMap(c, slots, lengths, h, l)) ||
+      failed(verifyCounts(op, sink, recent, middle)))
     return failure();
-  if (!ShapedType::isDynamic(l) && sink + recent > l)
+  if (!ShapedType::isDynamic(l) && static_cast<int64_t>(sink + recent) > l)
     return op->emitOpError() << "sink (" << sink << ") + recent (" << recent
                              << ") exceed the " << l << " tokens of the cache";
   return success();
@@ -236,15 +252,16 @@ LogicalResult MergeSetsOp::verify() {
   if (failed(c.checkRank(getSimilarity().getType(), "similarity",
                          "[Hkv, L - 1]", 2)))
     return failure();
-  if (getMiddle() < 1)
+  if (static_cast<int64_t>(getMiddle()) < 1)
     return emitOpError() << "'middle' must be at least 1 slot, got "
-                         << getMiddle();
+                         << static_cast<int64_t>(getMiddle());
   if (failed(verifyEps(*this, getEps().convertToDouble())))
     return failure();
   int64_t links = dim(getSimilarity(), 1);
   int64_t l = ShapedType::isDynamic(links) ? links : links + 1;
   return verifySetsOp(*this, getSlots().getType(), getLengths().getType(),
-                      dim(getSimilarity(), 0), l, getSink(), getRecent());
+                      dim(getSimilarity(), 0), l, getSink(), getRecent(),
+                      getMiddle());
 }
 
 LogicalResult SelectSetsOp::verify() {
@@ -253,7 +270,7 @@ LogicalResult SelectSetsOp::verify() {
     return failure();
   return verifySetsOp(*this, getSlots().getType(), getLengths().getType(),
                       dim(getScores(), 0), dim(getScores(), 1), getSink(),
-                      getRecent());
+                      getRecent(), getMiddle());
 }
 
 //===----------------------------------------------------------------------===//
@@ -288,11 +305,12 @@ LogicalResult FusedMergeOp::verify() {
   if (failed(hl))
     return failure();
   auto [h, l] = *hl;
-  if (getMiddle() < 1)
+  if (static_cast<int64_t>(getMiddle()) < 1)
     return emitOpError() << "'middle' must be at least 1 slot, got "
-                         << getMiddle();
+                         << static_cast<int64_t>(getMiddle());
   if (failed(verifyEps(*this, getEps().convertToDouble())) ||
-      failed(c.check(getLengthsInit().getType(), "lengths", "[Hkv]", {h})))
+      failed(c.check(getLengthsInit().getType(), "lengths", "[Hkv]", {h})) ||
+      failed(verifyCounts(*this, getSink(), getRecent(), getMiddle())))
     return failure();
   if (!ShapedType::isDynamic(l) &&
       static_cast<int64_t>(getSink() + getRecent()) > l)

@@ -15,6 +15,9 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/Support/FormatVariadic.h"
+
+#include <cmath>
 
 namespace kvmerge::kvcache {
 #define GEN_PASS_DEF_KVCACHEINSERTCOMPRESSION
@@ -27,6 +30,12 @@ using namespace kvmerge::kvcache;
 namespace {
 
 constexpr StringLiteral kRole = "kvcache.role";
+
+/// `value` as an MLIR float literal that parses back to the same double
+/// (`1.00000000000000001e-05`; `1e-05` is not MLIR syntax).
+std::string formatFloatLiteral(double value) {
+  return llvm::formatv("{0:e17}", value).str();
+}
 
 StringRef roleOf(DictionaryAttr attrs) {
   if (!attrs)
@@ -41,8 +50,66 @@ struct InsertCompressionPass
           InsertCompressionPass> {
   using Base::Base;
 
+  /// `sigma` as policy syntax (numbers as exact float literals).
+  std::string formatSigma() {
+    double value;
+    if (sigma == "auto" || sigma == "paper" ||
+        StringRef(sigma).getAsDouble(value))
+      return sigma;
+    return formatFloatLiteral(value);
+  }
+
+  /// An invalid option, named, at the module's location.
+  LogicalResult optionError(const Twine &message) {
+    mlir::emitError(getOperation().getLoc())
+        << "invalid kvmerge-insert-compression option " << message;
+    return failure();
+  }
+
+  /// Checks each option on its own, so that errors name the option (and
+  /// no option text can inject policy parameters); the policy attribute's
+  /// verifier checks how they combine.
+  LogicalResult checkOptions() {
+    StringRef p = policy;
+    if (p != "full" && p != "streaming" && p != "h2o" && p != "kvmerger")
+      return optionError("policy=" + p +
+                         ": expected full, streaming, h2o or kvmerger");
+    std::string range = "[1, " + std::to_string(PolicyAttr::kMaxSlots) + "]";
+    StringRef b = budget;
+    int64_t slots;
+    double ratio;
+    if (b.getAsInteger(10, slots) ? b.getAsDouble(ratio) ||
+                                        !(ratio > 0.0 && ratio <= 1.0)
+                                  : slots < 1 || slots > PolicyAttr::kMaxSlots)
+      return optionError("budget=" + b +
+                         ": expected a ratio in (0, 1] (e.g. 0.5) or a number "
+                         "of slots in " + range);
+    if (sink < 0 || sink > PolicyAttr::kMaxSlots)
+      return optionError("sink=" + Twine(sink) + ": expected an integer in [0, " +
+                         Twine(PolicyAttr::kMaxSlots) + "]");
+    if (recent < -1 || recent > PolicyAttr::kMaxSlots)
+      return optionError("recent=" + Twine(recent) +
+                         ": expected -1 (the default, ceil(B / 4)) or an "
+                         "integer in [0, " +
+                         Twine(PolicyAttr::kMaxSlots) + "]");
+    if (mode != "budget" && mode != "threshold")
+      return optionError("mode=" + mode + ": expected budget or threshold");
+    if (!(eps >= -1.0 && eps <= 1.0))
+      return optionError("eps=" + formatFloatLiteral(eps) +
+                         ": expected a cosine similarity in [-1, 1]");
+    double sigmaValue;
+    if (sigma != "auto" && sigma != "paper" &&
+        (StringRef(sigma).getAsDouble(sigmaValue) || !(sigmaValue > 0.0) ||
+         !std::isfinite(sigmaValue)))
+      return optionError("sigma=" + sigma +
+                         ": expected auto, paper or a finite positive number");
+    return success();
+  }
+
   /// The policy attribute the options describe, checked by its verifier.
   FailureOr<PolicyAttr> buildPolicy() {
+    if (failed(checkOptions()))
+      return failure();
     std::string text;
     llvm::raw_string_ostream os(text);
     os << "#kvcache.policy<" << policy;
@@ -56,14 +123,15 @@ struct InsertCompressionPass
         else
           os << ", slots = " << slots;
       }
-      if (isRatio)
-        os << ", ratio = " << budget;
+      double ratio;
+      if (isRatio && !b.getAsDouble(ratio))
+        os << ", ratio = " << formatFloatLiteral(ratio);
       os << ", sink = " << sink;
       if (recent >= 0 && policy != "streaming")
         os << ", recent = " << recent;
       if (policy == "kvmerger")
-        os << ", mode = " << mode << ", eps = " << eps
-           << ", sigma = " << sigma;
+        os << ", mode = " << mode << ", eps = " << formatFloatLiteral(eps)
+           << ", sigma = " << formatSigma();
     }
     os << ">";
     std::string message;

@@ -113,6 +113,8 @@ def KVCache_PolicyAttr : KVCache_Attr<"Policy", "policy"> {
   let extraClassDeclaration = [{
     static constexpr int64_t kDefaultSink = 4;
     static constexpr double kDefaultEps = 0.75;
+    /// Largest slots, sink or recent: positions and lengths are i32.
+    static constexpr int64_t kMaxSlots = 2147483647;
 
     /// The budget B for a cache of `length` tokens (`full`: `length`).
     int64_t getBudget(int64_t length) const;

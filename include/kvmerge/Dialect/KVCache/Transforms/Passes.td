@@ -85,8 +85,9 @@ def KVCacheInsertCompression
       missing. Unmarked arguments are left alone, with a remark.
 
     The budget is `budget=0.5` (a ratio: has a `.` or is below 1) or
-    `budget=512` (slots). Bad options are reported with the policy
-    attribute's own diagnostics. A module without any attention is an error.
+    `budget=512` (slots, at most 2^31 - 1). Each option is checked on its
+    own (the error names it); how they combine is checked by the policy
+    attribute's verifier. A module without any attention is an error.
   }];
   let options = [
     Option<"policy", "policy", "std::string", /*default=*/"\"kvmerger\"",
