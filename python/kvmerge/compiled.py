@@ -16,6 +16,7 @@ Two ways to run, same results:
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -66,8 +67,17 @@ def _ty(shape, dtype) -> str:
     return "tensor<" + "x".join(str(int(d)) for d in shape) + ("x" if len(shape) else "") + elt + ">"
 
 
-def _float_attr(x: float) -> str:
-    return repr(float(x))
+def _float_attr(x: float, name: str = "value") -> str:
+    """``x`` as an MLIR float literal that parses back to the same double: ``repr``'s shortest
+    round-trip digits with the ``.0`` MLIR needs before an exponent (``1e-05`` is not MLIR
+    syntax, ``1.0e-05`` is)."""
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{name}: expected a finite number, got {x!r}")
+    mantissa, e, exponent = repr(x).partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + e + exponent
 
 
 def compress_module(shape_k, shape_v, dtype, *, policy: str, B: int, sink: int, recent: int, mode: str,
@@ -83,8 +93,8 @@ def compress_module(shape_k, shape_v, dtype, *, policy: str, B: int, sink: int, 
             parts.append(f"recent = {recent}")
         if policy == "kvmerger":
             parts.append(f"mode = {mode}")
-            parts.append(f"eps = {_float_attr(eps)}")
-            parts.append(f"sigma = {sigma if isinstance(sigma, str) else _float_attr(sigma)}")
+            parts.append(f"eps = {_float_attr(eps, 'eps')}")
+            parts.append(f"sigma = {sigma if isinstance(sigma, str) else _float_attr(sigma, 'sigma')}")
     tk, tv, ta = _ty((H, L, D), dtype), _ty((H, L, Dv), dtype), _ty((H, L), np.float32)
     results = [_ty((H, B, D), dtype), _ty((H, B, Dv), dtype), _ty((H, B), np.int32), _ty((H, B), np.int32),
                _ty((H, B), np.float32), _ty((H,), np.int32)]
@@ -111,7 +121,7 @@ def attention_module(shape_q, shape_k, shape_v, dtype, *, count_bias: bool, scal
     tl, tc, to = _ty((Hkv,), np.int32), _ty((Hkv, S), np.int32), _ty((Hq, 1, Dv), out_dtype)
     extra = " count_bias" if count_bias else ""
     if scale is not None:
-        extra = f" scale({_float_attr(scale)})" + extra
+        extra = f" scale({_float_attr(scale, 'scale')})" + extra
     marg = mop = ""
     if mask is not None:
         (hm, _), mdtype = mask
@@ -207,8 +217,21 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
     reference.resolve_attention_args(q, keys, values, lengths, counts=counts, count_bias=count_bias,
                                      scale=scale)  # the reference's own checks and ValueErrors
     q, k, v = np.asarray(q), np.asarray(keys), np.asarray(values)
+    for name, a in (("keys", k), ("values", v)):
+        if a.dtype != q.dtype:
+            raise ValueError(f"{name}: the compiled path needs q, keys and values of one dtype, "
+                             f"got q {q.dtype}, keys {k.dtype}, values {v.dtype}")
     Hkv, S, _ = k.shape
-    cnt = np.ones((Hkv, S), np.int32) if counts is None else np.asarray(counts, np.int32)
+    if counts is None:
+        cnt = np.ones((Hkv, S), np.int32)
+    else:
+        # The kernels take i32 counts: refuse what a conversion would wrap.
+        c = np.asarray(counts)
+        i32 = np.iinfo(np.int32)
+        if c.size and (c.min() < i32.min or c.max() > i32.max):
+            raise ValueError(f"counts: the compiled path takes int32 counts, got values in "
+                             f"[{int(c.min())}, {int(c.max())}]")
+        cnt = c.astype(np.int32)
     inputs = [q[:, None, :], k, v, np.asarray(lengths, np.int32), cnt]
     mspec = None
     if mask is not None:

@@ -793,7 +793,7 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
 
     Returns:
         ``[Hq, Dv]`` in f32 (f64 if any input is float64).  A head that sees no slot (``lengths ==
-        0``, a fully masked row, only ``-inf`` logits) outputs 0.
+        0``, a fully masked row, only ``-inf`` logits, a zero-capacity cache ``B == 0``) outputs 0.
     """
     args = resolve_attention_args(q, keys, values, lengths, counts=counts, count_bias=count_bias,
                                   scale=scale)
@@ -817,7 +817,7 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
         else:
             raise ValueError(f"mask: expected a float or bool array, got {ma.dtype}")
     logits = np.where(vmask, logits, -np.inf)
-    m = np.max(logits, axis=1, keepdims=True)
+    m = np.max(logits, axis=1, keepdims=True, initial=-np.inf)  # B = 0: no slot, output 0
     m = np.where(np.isfinite(m), m, 0)
     p = np.where(vmask, np.exp(logits - m), 0)
     den = p.sum(axis=1, keepdims=True)
