@@ -25,11 +25,17 @@
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdlib>
+#include <memory>
+
+extern "C" void LLVMInitializeNVPTXTargetInfo();
+extern "C" void LLVMInitializeNVPTXTargetMC();
 
 using namespace mlir;
 
@@ -95,6 +101,117 @@ struct DumpGPUBinariesPass
       signalPassFailure();
   }
 };
+/// Refuses a chip or feature the LLVM NVPTX target does not know (code
+/// generation for an unknown CPU aborts with `LLVM ERROR: Cannot select`),
+/// and a PTX version below the chip's minimum (a fatal error in NVPTX), with
+/// one diagnostic before anything is lowered.
+struct CheckNVVMTargetPass
+    : public PassWrapper<CheckNVVMTargetPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(CheckNVVMTargetPass)
+  CheckNVVMTargetPass() = default;
+  CheckNVVMTargetPass(const CheckNVVMTargetPass &other) : PassWrapper(other) {}
+  CheckNVVMTargetPass(std::string c, std::string f) {
+    chip = std::move(c);
+    features = std::move(f);
+  }
+  StringRef getArgument() const final { return "kvmerge-check-nvvm-target"; }
+  StringRef getDescription() const final {
+    return "Check an NVVM chip and features against the LLVM NVPTX target";
+  }
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("NVIDIA chip"),
+                           llvm::cl::init("sm_90a")};
+  Option<std::string> features{*this, "features",
+                               llvm::cl::desc("NVPTX target features"),
+                               llvm::cl::init("+ptx80")};
+
+  /// The PTX version a `ptxNN` feature name stands for (80 for ptx80), or 0.
+  static unsigned ptxVersion(StringRef feature) {
+    unsigned version = 0;
+    if (!feature.consume_front("ptx") || feature.getAsInteger(10, version))
+      return 0;
+    return version;
+  }
+
+  /// A lower bound of the PTX ISA version that introduced `chip` (PTX ISA
+  /// release notes; 0 when unknown). NVPTX has its own table and aborts on a
+  /// lower version; a bound below its value only lets NVPTX report it.
+  static unsigned minimumPTXVersion(StringRef chip) {
+    unsigned sm = 0;
+    StringRef digits = chip.drop_front(3).take_while(llvm::isDigit);
+    if (digits.getAsInteger(10, sm))
+      return 0;
+    bool archSpecific = chip.drop_front(3 + digits.size()).starts_with("a");
+    if (sm >= 100)
+      return 86;
+    if (sm == 90)
+      return archSpecific ? 80 : 78;
+    for (auto [version, ptx] : {std::pair<unsigned, unsigned>{89, 78},
+                                {87, 74},
+                                {86, 71},
+                                {80, 70},
+                                {75, 63},
+                                {72, 61},
+                                {70, 60}})
+      if (sm >= version)
+        return ptx;
+    return 0;
+  }
+
+  void runOnOperation() override {
+    auto fail = [&](const Twine &message) {
+      // At the module's location, without dumping the module.
+      mlir::emitError(getOperation().getLoc())
+          << "kvmerge-lower-to-nvvm: " << message;
+      signalPassFailure();
+    };
+    LLVMInitializeNVPTXTargetInfo();
+    LLVMInitializeNVPTXTargetMC();
+    llvm::Triple triple("nvptx64-nvidia-cuda");
+    std::string error;
+    const llvm::Target *target =
+        llvm::TargetRegistry::lookupTarget(triple, error);
+    if (!target)
+      return fail("the LLVM NVPTX target is not available: " + error);
+    std::unique_ptr<llvm::MCSubtargetInfo> any(
+        target->createMCSubtargetInfo(triple, "", ""));
+    if (!any)
+      return fail("cannot query the LLVM NVPTX target");
+    if (!any->isCPUStringValid(chip)) {
+      std::string known;
+      for (const llvm::SubtargetSubTypeKV &cpu :
+           any->getAllProcessorDescriptions())
+        if (StringRef(cpu.Key).starts_with("sm_"))
+          known += (known.empty() ? "" : ", ") + std::string(cpu.Key);
+      return fail("unknown chip '" + chip +
+                  "' (chip=...; the LLVM NVPTX target knows " + known + ")");
+    }
+    unsigned requestedPTX = 0;
+    SmallVector<StringRef> parts;
+    StringRef(features).split(parts, ',', -1, /*KeepEmpty=*/false);
+    for (StringRef part : parts) {
+      StringRef name = part.trim();
+      if (!name.consume_front("+") && !name.consume_front("-"))
+        return fail("feature '" + part +
+                    "' must start with '+' or '-' (features=..., e.g. +ptx80)");
+      bool known = llvm::any_of(
+          any->getAllProcessorFeatures(),
+          [&](const llvm::SubtargetFeatureKV &kv) { return name == kv.Key; });
+      if (!known)
+        return fail("unknown feature '" + name +
+                    "' (features=...; e.g. +ptx80, +ptx86)");
+      if (part.trim().starts_with("+"))
+        requestedPTX = std::max(requestedPTX, ptxVersion(name));
+    }
+    unsigned minimumPTX = minimumPTXVersion(chip);
+    if (requestedPTX && requestedPTX < minimumPTX)
+      return fail("chip '" + chip + "' needs PTX " + Twine(minimumPTX / 10) +
+                  "." + Twine(minimumPTX % 10) + " or newer, but features='" +
+                  features + "' asks for PTX " + Twine(requestedPTX / 10) +
+                  "." + Twine(requestedPTX % 10) + " (give +ptx" +
+                  Twine(minimumPTX) + ")");
+  }
+};
+
 /// ptxas sizes registers for the occupancy that `.maxntid` allows (with
 /// 128 threads it capped a merge kernel at 40 registers and spilled).
 /// `nvvm.minctasm = 1024 / threads` asks for 1024 resident threads per SM
@@ -150,6 +267,8 @@ static std::string findCudaToolkit(StringRef option) {
 
 void kvmerge::buildLowerToNVVMPipeline(OpPassManager &pm,
                                        const LowerToNVVMOptions &options) {
+  pm.addPass(std::make_unique<CheckNVVMTargetPass>(options.chip.getValue(),
+                                                   options.features.getValue()));
   // Tensor level, as on the CPU; kvcache ops become kernels, the rest loops.
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(createDecomposeAggregatesPass());
@@ -218,4 +337,5 @@ void kvmerge::registerGPUPipelines() {
       buildLowerToNVVMPipeline);
   PassRegistration<DumpGPUBinariesPass>();
   PassRegistration<OccupancyHintsPass>();
+  PassRegistration<CheckNVVMTargetPass>();
 }

@@ -118,3 +118,24 @@ def test_attention_mixed_dtypes_name_the_argument():
         kvmerge.attention(q, k.astype(np.float16), v, n)
     with pytest.raises(ValueError, match=r"^values: "):
         kvmerge.attention(q, k, v.astype(np.float16), n)
+
+
+NVVM_SRC = """func.func @f(%k: tensor<1x16x8xf32>) -> tensor<1x15xf32> {
+  %s = kvcache.similarity %k : tensor<1x16x8xf32> -> tensor<1x15xf32>
+  return %s : tensor<1x15xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("chip,features,match", [
+    ("sm_999", "+ptx80", "unknown chip 'sm_999'"),
+    ("sm_xx", "+ptx80", "unknown chip 'sm_xx'"),
+    ("sm_90a", "+ptx999", "unknown feature 'ptx999'"),
+    ("sm_100", "+ptx80", r"chip 'sm_100' needs PTX 8.6 or newer"),
+])
+def test_nvvm_unknown_chip_is_a_compile_error(chip, features, match):
+    """Used to abort the interpreter (LLVM ERROR: Cannot select / fatal PTX version error)."""
+    with pytest.raises(kvmerge.CompileError, match=match):
+        kvmerge.ir.compile(NVVM_SRC, target="nvvm", chip=chip, features=features)
+    assert "kvmerge_similarity" in " ".join(kvmerge.ir.compile(NVVM_SRC, target="nvvm", chip="sm_80",
+                                                                features="+ptx70"))
