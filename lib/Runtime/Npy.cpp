@@ -251,9 +251,18 @@ StringRef kvmerge::runtime::getNpyDescr(ElementType type) {
   llvm_unreachable("unknown element type");
 }
 
-Expected<HostTensor>
-kvmerge::runtime::parseNpy(ArrayRef<uint8_t> buffer, StringRef name,
-                           std::optional<ElementType> expectedType) {
+namespace {
+/// What a .npy preamble and header say.
+struct NpyHeader {
+  ElementType type;
+  SmallVector<int64_t, 4> shape;
+  uint64_t dataStart = 0;
+  uint64_t dataBytes = 0;
+};
+
+/// The size of the preamble plus header that `buffer` (at least the first
+/// 12 bytes, when the file has them) declares, or an error.
+Expected<uint64_t> getNpyHeaderEnd(ArrayRef<uint8_t> buffer, StringRef name) {
   auto fail = [&](const Twine &message) -> Error {
     return createStringError(name + ": " + message);
   };
@@ -264,7 +273,6 @@ kvmerge::runtime::parseNpy(ArrayRef<uint8_t> buffer, StringRef name,
   if (major < 1 || major > 3 || minor != 0)
     return fail("unsupported .npy format version " + Twine(unsigned(major)) +
                 "." + Twine(unsigned(minor)) + " (supported: 1.0, 2.0, 3.0)");
-
   size_t lengthSize = major == 1 ? 2 : 4;
   size_t headerStart = kMagicSize + 2 + lengthSize;
   if (buffer.size() < headerStart)
@@ -272,6 +280,21 @@ kvmerge::runtime::parseNpy(ArrayRef<uint8_t> buffer, StringRef name,
   uint64_t headerLength = major == 1
                               ? support::endian::read16le(buffer.data() + 8)
                               : support::endian::read32le(buffer.data() + 8);
+  return headerStart + headerLength;
+}
+
+/// Parses the preamble and header dict of `buffer`, which holds at least
+/// the header (the data need not follow).
+Expected<NpyHeader> parseNpyHeader(ArrayRef<uint8_t> buffer, StringRef name,
+                                   std::optional<ElementType> expectedType) {
+  auto fail = [&](const Twine &message) -> Error {
+    return createStringError(name + ": " + message);
+  };
+  Expected<uint64_t> headerEnd = getNpyHeaderEnd(buffer, name);
+  if (!headerEnd)
+    return headerEnd.takeError();
+  size_t headerStart = buffer[kMagicSize] == 1 ? kMagicSize + 4 : kMagicSize + 6;
+  uint64_t headerLength = *headerEnd - headerStart;
   if (headerLength > buffer.size() - headerStart)
     return fail("truncated header (header length " + Twine(headerLength) +
                 " exceeds the " + Twine(buffer.size() - headerStart) +
@@ -279,6 +302,14 @@ kvmerge::runtime::parseNpy(ArrayRef<uint8_t> buffer, StringRef name,
   StringRef headerText(reinterpret_cast<const char *>(buffer.data()) +
                            headerStart,
                        headerLength);
+  // Headers are printable ASCII; a NUL or other control byte would be
+  // printed raw by the messages below: say where it is instead.
+  for (auto [i, c] : llvm::enumerate(headerText)) {
+    unsigned char byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 || byte >= 0x7f) && c != '\n' && c != '\t' && c != '\r')
+      return fail("malformed header (byte 0x" + utohexstr(byte, false, 2) +
+                  " at offset " + Twine(i) + " is not printable ASCII)");
+  }
   Expected<std::map<std::string, PyValue>> dict =
       HeaderParser(headerText).parseDict();
   if (!dict)
@@ -310,41 +341,133 @@ kvmerge::runtime::parseNpy(ArrayRef<uint8_t> buffer, StringRef name,
   if (!type)
     return type.takeError();
 
-  ArrayRef<int64_t> shape = (*shapeValue)->tuple;
+  NpyHeader header;
+  header.type = *type;
+  header.shape.assign((*shapeValue)->tuple.begin(), (*shapeValue)->tuple.end());
   size_t width = getElementByteWidth(*type);
-  Expected<int64_t> numElements = getNumElements(shape, width);
+  Expected<int64_t> numElements = getNumElements(header.shape, width);
   if (!numElements)
     return fail(toString(numElements.takeError()) + " in shape " +
-                formatShape(shape));
+                formatShape(header.shape));
+  header.dataBytes = static_cast<uint64_t>(*numElements) * width;
+  header.dataStart = *headerEnd;
+  return header;
+}
 
-  uint64_t expectedBytes = static_cast<uint64_t>(*numElements) * width;
-  uint64_t dataStart = headerStart + headerLength;
-  uint64_t available = buffer.size() - dataStart;
+std::string describeData(const NpyHeader &header) {
+  return ("shape " + formatShape(header.shape) + " of " +
+          stringifyElementType(header.type) + " needs " +
+          Twine(header.dataBytes) + " bytes")
+      .str();
+}
+} // namespace
+
+Expected<HostTensor>
+kvmerge::runtime::parseNpy(ArrayRef<uint8_t> buffer, StringRef name,
+                           std::optional<ElementType> expectedType) {
+  auto fail = [&](const Twine &message) -> Error {
+    return createStringError(name + ": " + message);
+  };
+  Expected<NpyHeader> header = parseNpyHeader(buffer, name, expectedType);
+  if (!header)
+    return header.takeError();
+  uint64_t expectedBytes = header->dataBytes;
+  uint64_t available = buffer.size() - header->dataStart;
   if (available < expectedBytes)
-    return fail("truncated data: shape " + formatShape(shape) + " of " +
-                stringifyElementType(*type) + " needs " + Twine(expectedBytes) +
-                " bytes but only " + Twine(available) + " follow the header");
+    return fail("truncated data: " + describeData(*header) + " but only " +
+                Twine(available) + " follow the header");
   if (available > expectedBytes)
-    return fail("data size mismatch: shape " + formatShape(shape) + " of " +
-                stringifyElementType(*type) + " needs " + Twine(expectedBytes) +
-                " bytes but " + Twine(available) + " follow the header");
+    return fail("data size mismatch: " + describeData(*header) + " but " +
+                Twine(available) + " follow the header");
 
-  Expected<HostTensor> tensor = HostTensor::allocate(*type, shape);
+  Expected<HostTensor> tensor =
+      HostTensor::allocate(header->type, header->shape);
   if (!tensor)
     return fail(toString(tensor.takeError()));
   if (expectedBytes)
-    std::memcpy(tensor->data(), buffer.data() + dataStart, expectedBytes);
+    std::memcpy(tensor->data(), buffer.data() + header->dataStart,
+                expectedBytes);
   return tensor;
+}
+
+/// Reads a .npy file from a stream (stdin, a pipe, a device) without trusting
+/// it to end: the header says how many bytes to read, and reading stops one
+/// byte past them.
+static Expected<HostTensor>
+readNpyStream(sys::fs::file_t file, StringRef name,
+              std::optional<ElementType> expectedType) {
+  std::vector<uint8_t> buffer;
+  // Appends up to `count` more bytes; returns false at the end of the stream.
+  auto readMore = [&](uint64_t count) -> Expected<bool> {
+    while (count) {
+      size_t chunk = static_cast<size_t>(std::min<uint64_t>(count, 1 << 20));
+      size_t old = buffer.size();
+      buffer.resize(old + chunk);
+      Expected<size_t> got = sys::fs::readNativeFile(
+          file, MutableArrayRef<char>(
+                    reinterpret_cast<char *>(buffer.data()) + old, chunk));
+      if (!got) {
+        buffer.resize(old);
+        return createStringError("cannot read '" + name +
+                                 "': " + toString(got.takeError()));
+      }
+      buffer.resize(old + *got);
+      if (*got == 0)
+        return false;
+      count -= *got;
+    }
+    return true;
+  };
+  // Preamble (12 bytes covers both header-length widths), then the header.
+  Expected<bool> more = readMore(kMagicSize + 6);
+  if (!more)
+    return more.takeError();
+  Expected<uint64_t> headerEnd = getNpyHeaderEnd(buffer, name);
+  if (!headerEnd)
+    return headerEnd.takeError();
+  if (*headerEnd > buffer.size() && !(more = readMore(*headerEnd - buffer.size())))
+    return more.takeError();
+  Expected<NpyHeader> header = parseNpyHeader(buffer, name, expectedType);
+  if (!header)
+    return header.takeError();
+  // The data, plus one byte to see whether more follows.
+  uint64_t wanted = header->dataStart + header->dataBytes + 1;
+  if (wanted > buffer.size() && !(more = readMore(wanted - buffer.size())))
+    return more.takeError();
+  if (buffer.size() == wanted)
+    return createStringError(name + ": data size mismatch: " +
+                             describeData(*header) +
+                             " but more follow the header");
+  return parseNpy(buffer, name, expectedType);
 }
 
 Expected<HostTensor>
 kvmerge::runtime::readNpyFile(StringRef path,
                               std::optional<ElementType> expectedType) {
-  ErrorOr<std::unique_ptr<MemoryBuffer>> file = MemoryBuffer::getFileOrSTDIN(
-      path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-  if (std::error_code ec = file.getError())
+  auto cannotRead = [&](std::error_code ec) -> Error {
     return createStringError(ec, "cannot read '%s': %s", path.str().c_str(),
                              ec.message().c_str());
+  };
+  if (path == "-")
+    return readNpyStream(sys::fs::getStdinHandle(), "<stdin>", expectedType);
+  sys::fs::file_status status;
+  if (std::error_code ec = sys::fs::status(path, status))
+    return cannotRead(ec);
+  if (sys::fs::is_directory(status))
+    return cannotRead(std::make_error_code(std::errc::is_a_directory));
+  if (!sys::fs::is_regular_file(status)) {
+    // A pipe or a device (/dev/zero) has no size: read what the header asks.
+    Expected<sys::fs::file_t> file = sys::fs::openNativeFileForRead(path);
+    if (!file)
+      return cannotRead(errorToErrorCode(file.takeError()));
+    Expected<HostTensor> tensor = readNpyStream(*file, path, expectedType);
+    sys::fs::closeFile(*file);
+    return tensor;
+  }
+  ErrorOr<std::unique_ptr<MemoryBuffer>> file = MemoryBuffer::getFile(
+      path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+  if (std::error_code ec = file.getError())
+    return cannotRead(ec);
   StringRef contents = (*file)->getBuffer();
   return parseNpy(
       ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(contents.data()),

@@ -26,6 +26,7 @@
 
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
@@ -193,6 +194,14 @@ static Error checkDevice(StringRef device) {
 
 Expected<std::unique_ptr<Runner>>
 Runner::loadFile(StringRef path, const RunnerOptions &options) {
+  // A device (/dev/zero) never ends: refuse it rather than reading until
+  // memory runs out. Pipes and stdin are read as they come.
+  sys::fs::file_status status;
+  if (path != "-" && !sys::fs::status(path, status) &&
+      (status.type() == sys::fs::file_type::character_file ||
+       status.type() == sys::fs::file_type::block_file))
+    return createStringError("cannot read '" + path +
+                             "': a device, not a regular file");
   ErrorOr<std::unique_ptr<MemoryBuffer>> file =
       MemoryBuffer::getFileOrSTDIN(path, /*IsText=*/true);
   if (std::error_code ec = file.getError())

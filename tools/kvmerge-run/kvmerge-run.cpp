@@ -67,9 +67,9 @@ static cl::opt<std::string> deviceName(
 
 static cl::opt<unsigned> benchmarkRepetitions(
     "benchmark-repetitions",
-    cl::desc("Time N runs after one warm-up run and print median_ms, min_ms "
-             "and GB/s (bytes = all input and output buffers, per median "
-             "run)"),
+    cl::desc("Time N runs (at most 1000000) after one warm-up run and print "
+             "median_ms, min_ms and GB/s (bytes = all input and output "
+             "buffers, per median run)"),
     cl::value_desc("N"), cl::init(0), cl::cat(runCategory));
 
 static cl::opt<unsigned> optLevel("opt-level",
@@ -241,7 +241,15 @@ static Error publishAll(std::vector<PendingOutput> &pending) {
   return Error::success();
 }
 
+/// Enough for any measurement (the median of a million runs), small enough
+/// that the timings fit in memory.
+constexpr unsigned kMaxBenchmarkRepetitions = 1000000;
+
 static int runMain() {
+  if (benchmarkRepetitions > kMaxBenchmarkRepetitions)
+    return fail(createStringError(
+        "--benchmark-repetitions=" + Twine(benchmarkRepetitions) +
+        " is too many (at most " + Twine(kMaxBenchmarkRepetitions) + ")"));
   RunnerOptions options;
   options.device = deviceName;
   options.optLevel = optLevel;
