@@ -30,6 +30,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/thread.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstring>
@@ -243,6 +244,11 @@ Error kvmerge::runtime::checkNestingDepth(StringRef text, unsigned limit) {
   return Error::success();
 }
 
+void kvmerge::runtime::runOnLargeStack(function_ref<void()> fn) {
+  llvm::thread worker(std::optional<unsigned>(1u << 30), [&] { fn(); });
+  worker.join();
+}
+
 Expected<std::unique_ptr<Runner>>
 Runner::load(std::unique_ptr<MemoryBuffer> buffer,
              const RunnerOptions &options) {
@@ -276,8 +282,10 @@ Runner::load(std::unique_ptr<MemoryBuffer> buffer,
   {
     mlir::SourceMgrDiagnosticHandler handler(
         impl->sourceMgr, impl->context.get(), diagnosticStream);
-    impl->module = mlir::parseSourceFile<mlir::ModuleOp>(
-        impl->sourceMgr, mlir::ParserConfig(impl->context.get()));
+    runOnLargeStack([&] {
+      impl->module = mlir::parseSourceFile<mlir::ModuleOp>(
+          impl->sourceMgr, mlir::ParserConfig(impl->context.get()));
+    });
   }
   if (!impl->module) {
     StringRef text = StringRef(diagnostics).rtrim();

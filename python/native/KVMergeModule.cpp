@@ -130,8 +130,11 @@ public:
             sourceMgr.getMemoryBuffer(sourceMgr.getMainFileID())->getBuffer()))
       fail("failed to parse '" + bufferName() +
            "': " + llvm::toString(std::move(err)));
-    module = mlir::parseSourceFile<mlir::ModuleOp>(
-        sourceMgr, mlir::ParserConfig(&context));
+    // Deep affine expressions recurse past the default stack (issue 16).
+    kvmerge::runtime::runOnLargeStack([&] {
+      module = mlir::parseSourceFile<mlir::ModuleOp>(
+          sourceMgr, mlir::ParserConfig(&context));
+    });
     if (!module)
       fail("failed to parse '" + bufferName() + "'");
     return *module;

@@ -139,3 +139,10 @@ def test_nvvm_unknown_chip_is_a_compile_error(chip, features, match):
         kvmerge.ir.compile(NVVM_SRC, target="nvvm", chip=chip, features=features)
     assert "kvmerge_similarity" in " ".join(kvmerge.ir.compile(NVVM_SRC, target="nvvm", chip="sm_80",
                                                                 features="+ptx70"))
+
+
+@pytest.mark.parametrize("expr", ["- " * 20000 + "d0", "d0" + " + d0" * 100000])
+def test_parse_deep_affine_expression(expr):
+    """Segfaulted the interpreter (parser recursion per operator on the default stack)."""
+    text = kvmerge.ir.parse(f"#m = affine_map<(d0) -> ({expr})>\nfunc.func @f() attributes {{m = #m}} {{ return }}\n")
+    assert "affine_map<(d0) -> (d0" in text

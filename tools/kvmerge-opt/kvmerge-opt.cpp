@@ -10,6 +10,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/Support/thread.h"
 
 /// When a run fails on a file in IREE's own input form (util/hal/flow ops,
 /// iree_linalg_ext.attention), says what to do instead: kvmerge reads the
@@ -48,11 +49,18 @@ int main(int argc, char **argv) {
   // to LLVM IR.
   mlir::registerAllGPUToLLVMIRTranslations(registry);
 
-  mlir::LogicalResult result = mlir::MlirOptMain(
-      argc, argv,
-      "kvmerge optimizer driver: mlir-opt plus the kvcache dialect and "
-      "kvmerge passes\n",
-      registry);
+  // On a 1 GiB stack (reserved, used only as deep as needed): MLIR's parser
+  // recurses once per operator of an affine expression, and 20 000 of them
+  // overflowed the default 8 MiB stack (issue 16).
+  mlir::LogicalResult result = mlir::failure();
+  llvm::thread worker(std::optional<unsigned>(1u << 30), [&] {
+    result = mlir::MlirOptMain(
+        argc, argv,
+        "kvmerge optimizer driver: mlir-opt plus the kvcache dialect and "
+        "kvmerge passes\n",
+        registry);
+  });
+  worker.join();
   if (mlir::failed(result))
     hintAtIREEInput(argc, argv);
   return mlir::asMainReturnCode(result);

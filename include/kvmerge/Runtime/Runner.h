@@ -26,6 +26,7 @@
 #include "kvmerge/Runtime/HostTensor.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
@@ -90,6 +91,13 @@ class Runner;
 /// point that parses untrusted text calls this first: an error when ( [ { <
 /// nest deeper than `limit` (string literals and // comments excluded).
 llvm::Error checkNestingDepth(llvm::StringRef text, unsigned limit = 256);
+
+/// Runs `fn` on a new thread with a 1 GiB stack (reserved; pages are used
+/// only as deep as the recursion goes) and waits for it. MLIR's parser also
+/// recurses once per operator of an affine expression (`- - - ... d0`,
+/// `d0 + d0 + ...`), which no bracket count bounds: 20 000 operators
+/// overflowed the default 8 MiB stack, ~2.5 million fit in this one.
+void runOnLargeStack(llvm::function_ref<void()> fn);
 
 /// A call with bound arguments, ready to be invoked many times (e.g. by a
 /// benchmark loop) without re-checking or re-building memref descriptors.
