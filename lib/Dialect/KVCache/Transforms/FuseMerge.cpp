@@ -29,9 +29,14 @@ struct FuseMergeChain : OpRewritePattern<MergeOp> {
       return rewriter.notifyMatchFailure(merge,
                                          "sets are not of these keys' links");
     auto lengthsType = cast<RankedTensorType>(sets.getLengths().getType());
-    Value lengthsInit = tensor::EmptyOp::create(rewriter, merge.getLoc(),
-                                                lengthsType.getShape(),
-                                                lengthsType.getElementType());
+    // lengths is [Hkv]: a dynamic Hkv is the keys' dim 0.
+    SmallVector<Value> dynamicSizes;
+    if (lengthsType.isDynamicDim(0))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(rewriter, merge.getLoc(), merge.getKeys(), 0));
+    Value lengthsInit = tensor::EmptyOp::create(
+        rewriter, merge.getLoc(), lengthsType.getShape(),
+        lengthsType.getElementType(), dynamicSizes);
     auto fused = FusedMergeOp::create(
         rewriter, merge.getLoc(), merge.getKeys(), merge.getValues(),
         merge.getScores(), merge.getKeysInit(), merge.getValuesInit(),

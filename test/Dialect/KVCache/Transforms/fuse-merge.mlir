@@ -41,3 +41,23 @@ func.func @other_keys(%k: tensor<2x16x4xf32>, %k2: tensor<2x16x4xf32>, %a: tenso
       outs(%k0, %k0, %p0, %p0, %s0 : tensor<2x8x4xf32>, tensor<2x8x4xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>)
   return %r#0 : tensor<2x8x4xf32>
 }
+
+// -----
+
+// A dynamic Hkv (issue 16): the fused op's lengths destination takes its
+// size from the keys (was: 'tensor.empty' op incorrect number of dynamic sizes).
+// CHECK-LABEL: func @dynamic_heads
+// CHECK-SAME: (%[[K:[^:]*]]: tensor<?x16x4xf32>
+// CHECK: %[[H:.*]] = tensor.dim %[[K]], %{{.*}} : tensor<?x16x4xf32>
+// CHECK: %[[L:.*]] = tensor.empty(%[[H]]) : tensor<?xi32>
+// CHECK: kvcache.fused_merge {{.*}}, %[[L]] : {{.*}}tensor<?xi32>)
+func.func @dynamic_heads(%k: tensor<?x16x4xf32>, %a: tensor<?x16xf32>, %k0: tensor<?x8x4xf32>,
+                         %p0: tensor<?x8xi32>, %s0: tensor<?x8xf32>) -> (tensor<?x8x4xf32>, tensor<?xi32>) {
+  %s = kvcache.similarity %k : tensor<?x16x4xf32> -> tensor<?x15xf32>
+  %slots, %len = kvcache.merge_sets %s sink(2) recent(2) middle(4) mode(budget)
+      : tensor<?x15xf32> -> tensor<?x16xi32>, tensor<?xi32>
+  %r:5 = kvcache.merge ins(%k, %k, %a : tensor<?x16x4xf32>, tensor<?x16x4xf32>, tensor<?x16xf32>)
+      slots(%slots, %len : tensor<?x16xi32>, tensor<?xi32>)
+      outs(%k0, %k0, %p0, %p0, %s0 : tensor<?x8x4xf32>, tensor<?x8x4xf32>, tensor<?x8xi32>, tensor<?x8xi32>, tensor<?x8xf32>)
+  return %r#0, %len : tensor<?x8x4xf32>, tensor<?xi32>
+}
