@@ -424,6 +424,14 @@ Error Runner::compile() {
                              "' for --kvmerge-lower-to-llvm";
         return createStringError(impl->compileError);
       }
+      if (!pipelineOptions.emitCInterface) {
+        impl->compileError =
+            "pipeline option emit-c-interface=" +
+            std::string(pipelineOptions.emitCInterface ? "1" : "0") +
+            " cannot be run: the runner calls the _mlir_ciface_ wrappers "
+            "(leave emit-c-interface at its default, true)";
+        return createStringError(impl->compileError);
+      }
       kvmerge::buildLowerToLLVMPipeline(pm, pipelineOptions);
     }
     if (mlir::failed(pm.run(module))) {

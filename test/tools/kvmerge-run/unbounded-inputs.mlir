@@ -34,3 +34,7 @@
 func.func @f(%a: tensor<2xf32>) -> tensor<2xf32> {
   return %a : tensor<2xf32>
 }
+
+// Minor: emit-c-interface=0 names the option instead of a missing symbol.
+// RUN: not kvmerge-run %s --input=2xf32=1 --pipeline-options=emit-c-interface=0 2>&1 | FileCheck %s --check-prefix=CIFACE
+// CIFACE: kvmerge-run: error: pipeline option emit-c-interface=0 cannot be run: the runner calls the _mlir_ciface_ wrappers
