@@ -33,6 +33,8 @@
 #include "llvm/Support/thread.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -169,6 +171,33 @@ struct Runner::Impl {
 
 Runner::Runner(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
 Runner::~Runner() = default;
+
+[[noreturn]] static void allocationFailed(size_t bytes) {
+  // No way to unwind through compiled code: report and exit like an LLVM
+  // fatal error (kvmerge-run exits 1; Python's compiled path runs it).
+  char message[160];
+  std::snprintf(message, sizeof(message),
+                "kvmerge: a compiled function could not allocate %zu bytes "
+                "(out of memory)\n",
+                bytes);
+  std::fputs(message, stderr);
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+static void *checkedMalloc(size_t bytes) {
+  void *p = std::malloc(bytes);
+  if (!p && bytes)
+    allocationFailed(bytes);
+  return p;
+}
+
+static void *checkedAlignedAlloc(size_t alignment, size_t bytes) {
+  void *p = std::aligned_alloc(alignment, bytes);
+  if (!p && bytes)
+    allocationFailed(bytes);
+  return p;
+}
 
 static void initializeNativeTarget() {
   static std::once_flag once;
@@ -489,6 +518,13 @@ Error Runner::compile() {
     orc::SymbolMap symbols;
     symbols[interner("memrefCopy")] = {
         orc::ExecutorAddr::fromPtr(&memrefCopy),
+        JITSymbolFlags::Exported};
+    // Compiled code does not check its allocations: fail with a message
+    // instead of writing through a null pointer.
+    symbols[interner("malloc")] = {orc::ExecutorAddr::fromPtr(&checkedMalloc),
+                                   JITSymbolFlags::Exported};
+    symbols[interner("aligned_alloc")] = {
+        orc::ExecutorAddr::fromPtr(&checkedAlignedAlloc),
         JITSymbolFlags::Exported};
     // GPU code calls MLIR's mgpu* runtime ABI, implemented on the
     // dlopen'ed driver (harmless for CPU code, which never calls it).
