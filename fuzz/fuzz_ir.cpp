@@ -91,8 +91,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
   mlir::ParserConfig config(context, /*verifyAfterParse=*/true);
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      mlir::parseSourceString<mlir::ModuleOp>(text, config, "fuzz-input");
+  // Like our tools, parse on a large stack (deep affine expressions).
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  kvmerge::runtime::runOnLargeStack([&] {
+    module = mlir::parseSourceString<mlir::ModuleOp>(text, config, "fuzz-input");
+  });
   if (!module)
     return 0;
 
