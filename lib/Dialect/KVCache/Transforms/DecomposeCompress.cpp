@@ -69,8 +69,10 @@ struct DecomposeCompress : OpRewritePattern<CompressOp> {
       Value sim = SimilarityOp::create(
           rewriter, loc, RankedTensorType::get({h, links}, rewriter.getF32Type()),
           op.getKeys());
+      int64_t heavy = policy.getHeavyFor(*budget);
       auto sets = MergeSetsOp::create(
-          rewriter, loc, slotsType, lengthsType, sim, sink, recent, middle,
+          rewriter, loc, slotsType, lengthsType, sim,
+          heavy > 0 ? op.getScores() : Value(), sink, recent, middle, heavy,
           policy.getMode(), policy.getEps());
       slots = sets.getSlots();
       lengths = sets.getLengths();
