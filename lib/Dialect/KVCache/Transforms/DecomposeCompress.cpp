@@ -103,8 +103,11 @@ struct DecomposeCompress : OpRewritePattern<CompressOp> {
         emptyLike(rewriter, loc, op.getCompressedScores().getType(),
                   op.getScores()),
         // `auto` is merge's default: leave the attribute out.
-        policy.getSigma().getKind() == SigmaKind::automatic ? SigmaAttr()
-                                                            : policy.getSigma());
+        // Eviction slot maps are singletons: no kernel width.
+        policy.getKind() != PolicyKind::kvmerger ||
+                policy.getSigma().getKind() == SigmaKind::automatic
+            ? SigmaAttr()
+            : policy.getSigma());
     rewriter.replaceOp(op, {merge.getMergedKeys(), merge.getMergedValues(),
                             merge.getPositions(), merge.getCounts(),
                             merge.getMergedScores(), lengths});
