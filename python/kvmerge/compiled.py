@@ -81,8 +81,9 @@ def _float_attr(x: float, name: str = "value") -> str:
 
 
 def compress_module(shape_k, shape_v, dtype, *, policy: str, B: int, sink: int, recent: int, mode: str,
-                    eps: float, sigma) -> str:
-    """MLIR source of ``func.func @compress`` for the given shapes and resolved policy."""
+                    eps: float, sigma, heavy: int | None = None) -> str:
+    """MLIR source of ``func.func @compress`` for the given shapes and resolved policy
+    (``heavy=None``: the policy's default number of heavy hitters, ``floor((Mb - 1) / 2)``)."""
     H, L, D = shape_k
     Dv = shape_v[2]
     parts = [policy]
@@ -92,6 +93,8 @@ def compress_module(shape_k, shape_v, dtype, *, policy: str, B: int, sink: int, 
         if policy != "streaming":
             parts.append(f"recent = {recent}")
         if policy == "kvmerger":
+            if heavy is not None:
+                parts.append(f"heavy = {int(heavy)}")
             parts.append(f"mode = {mode}")
             parts.append(f"eps = {_float_attr(eps, 'eps')}")
             parts.append(f"sigma = {sigma if isinstance(sigma, str) else _float_attr(sigma, 'sigma')}")
@@ -193,17 +196,19 @@ def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repet
 
 
 def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
-             mode="budget", eps=0.75, sigma="auto", device="cpu") -> dict:
+             heavy=None, mode="budget", eps=0.75, sigma="paper", device="cpu") -> dict:
     """Compiled :func:`kvmerge.reference.compress`: same arguments, same result dict."""
     if device != "cpu":
         raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
     args = reference.resolve_compress_args(keys, values, scores, policy=policy, budget=budget, ratio=ratio,
-                                           sink=sink, recent=recent, mode=mode, eps=eps, sigma=sigma)
+                                           sink=sink, recent=recent, heavy=heavy, mode=mode, eps=eps,
+                                           sigma=sigma)
     k, v = np.asarray(keys), np.asarray(values)
     if k.dtype != v.dtype:
         raise ValueError(f"values: the compiled path needs keys and values of one dtype, got {k.dtype} and {v.dtype}")
     module = compress_module(k.shape, v.shape, k.dtype, policy=args.policy, B=args.B, sink=args.sink,
-                             recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma)
+                             recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma,
+                             heavy=args.heavy if args.policy == "kvmerger" else None)
     outs = run(module, "compress", [k, v, np.asarray(args.ac, dtype=np.float32)], 6)
     names = ("keys", "values", "positions", "counts", "scores", "lengths")
     return dict(zip(names, outs))

@@ -43,7 +43,7 @@ __all__ = [
     "accumulated_scores",
     "compress",
     "attention",
-    "budget_from_ratio", "append"]
+    "budget_from_ratio", "append", "default_heavy"]
 
 POLICIES = ("full", "streaming", "h2o", "kvmerger")
 MODES = ("budget", "threshold")
@@ -237,7 +237,23 @@ def adjacent_similarity(keys) -> np.ndarray:
     return _adjacent_similarity(kc, n2)
 
 
-def _merge_sets(sim: np.ndarray, sink: int, recent: int, bm: int, mode: str, eps: float):
+def _heavy_mask(ac: np.ndarray, sink: int, recent: int, heavy: int) -> np.ndarray:
+    """``[H, L]`` bool: the ``heavy`` middle tokens of largest score (ties: the newer token)."""
+    H, L = ac.shape
+    mask = np.zeros((H, L), dtype=bool)
+    lo, hi = sink, L - recent
+    if heavy <= 0 or hi <= lo:
+        return mask
+    t = np.arange(lo, hi)
+    for h in range(H):
+        order = np.lexsort((-t, -ac[h, lo:hi]))[:heavy]
+        mask[h, t[order]] = True
+    return mask
+
+
+def _merge_sets(sim: np.ndarray, sink: int, recent: int, bm: int, mode: str, eps: float,
+                heavy_mask: np.ndarray | None = None):
+    """Slot map; ``bm`` = all middle slots (``Mb``), ``heavy_mask`` marks the heavy hitters."""
     H, Lm1 = sim.shape
     L = Lm1 + 1
     lo, hi = sink, L - recent - 1  # middle links: t in [lo, hi) joins t and t+1, both in the middle
@@ -245,25 +261,47 @@ def _merge_sets(sim: np.ndarray, sink: int, recent: int, bm: int, mode: str, eps
     nlinks = max(0, hi - lo)
     if nlinks > 0:
         ms = sim[:, lo:hi]
-        k = min(bm - 1, nlinks)
-        c_budget = np.zeros((H, nlinks), dtype=bool)
-        if k > 0:
-            # Stable sort: among equal similarities the older (smaller index) link comes first.
-            order = np.argsort(ms, axis=1, kind="stable")[:, :k]
-            np.put_along_axis(c_budget, order, True, axis=1)
-        if mode == "budget":
-            c = c_budget
-        else:
-            c_thr = ms < np.asarray(eps, dtype=ms.dtype)
-            too_many = c_thr.sum(axis=1) > bm - 1
-            c = np.where(too_many[:, None], c_budget, c_thr)
-        cut[:, lo:hi] = c
+        if heavy_mask is None:
+            heavy_mask = np.zeros((H, L), dtype=bool)
+        hv = heavy_mask[:, lo:L - recent]  # [H, |M|]
+        forced = hv[:, :-1] | hv[:, 1:]  # a link touching a heavy hitter is always cut
+        nheavy = hv.sum(axis=1)
+        # segments: maximal runs of mergeable middle tokens
+        seg_start = ~hv & np.concatenate((np.ones((H, 1), bool), hv[:, :-1]), axis=1)
+        nseg = seg_start.sum(axis=1)
+        c = np.zeros((H, nlinks), dtype=bool)
+        for h in range(H):
+            k = min(bm - int(nheavy[h]) - int(nseg[h]), nlinks)
+            free = np.flatnonzero(~forced[h])
+            if mode == "threshold":
+                thr = free[ms[h, free] < np.asarray(eps, dtype=ms.dtype)]
+                if thr.size <= k:
+                    c[h, thr] = True
+                    continue
+            if k > 0:
+                # Stable sort: among equal similarities the older (smaller index) link comes first.
+                order = free[np.argsort(ms[h, free], kind="stable")[:k]]
+                c[h, order] = True
+        cut[:, lo:hi] = c | forced
     slot = np.concatenate((np.zeros((H, 1), np.int64), np.cumsum(cut, axis=1)), axis=1)
     lengths = slot[:, -1] + 1
     return slot.astype(np.int32), lengths.astype(np.int32)
 
 
-def merge_sets(sim, *, sink, recent, slots_middle, mode="budget", eps=0.75):
+def default_heavy(slots_middle: int) -> int:
+    """The spec's default number of heavy hitters, ``floor((Mb - 1) / 2)`` (0 when ``Mb < 1``)."""
+    return max(0, (int(slots_middle) - 1) // 2)
+
+
+def _check_heavy(heavy, bm: int) -> int:
+    h = _int_arg(heavy, "heavy", 0)
+    if 2 * h + 1 > bm:
+        raise ValueError(f"heavy: 2 * heavy + 1 = {2 * h + 1} exceeds the {bm} middle slots "
+                         f"(heavy must be <= floor((Mb - 1) / 2) = {default_heavy(bm)})")
+    return h
+
+
+def merge_sets(sim, *, sink, recent, slots_middle, mode="budget", eps=0.75, scores=None, heavy=0):
     """Merging-set identification (spec step 1) as a *slot map*.
 
     Args:
@@ -276,6 +314,11 @@ def merge_sets(sim, *, sink, recent, slots_middle, mode="budget", eps=0.75):
             cut first), giving exactly ``min(Bm, |M|)`` runs; ``"threshold"`` -- cut every middle
             link with ``sim < eps``; if that makes more than ``Bm`` runs, fall back to the budget cut.
         eps: threshold in ``[-1, 1]`` (rounded to the dtype of ``sim``; only used by ``threshold``).
+        scores: ``[Hkv, L]`` accumulated attention, needed when ``heavy > 0``.
+        heavy: number of heavy hitters (spec v2): the ``heavy`` middle tokens of largest score (ties:
+            the newer) are singleton runs and never merged; the other middle tokens form
+            ``slots_middle - heavy`` runs, cuts counted per segment (``Bm - n_seg``).
+            ``2 * heavy + 1 <= slots_middle``.
 
     Returns:
         ``(slot [Hkv, L] int32, lengths [Hkv] int32)``: ``slot[h, t]`` is the output slot that token
@@ -297,7 +340,19 @@ def merge_sets(sim, *, sink, recent, slots_middle, mode="budget", eps=0.75):
         raise ValueError(f"sink/recent: sink + recent = {sink + recent} exceeds L = {L}")
     mode = _check_mode(mode)
     eps = _check_eps(eps)
-    return _merge_sets(s, sink, recent, bm, mode, eps)
+    heavy = _check_heavy(heavy, bm)
+    hm = None
+    if heavy > 0:
+        if scores is None:
+            raise ValueError("scores: heavy > 0 needs the accumulated scores")
+        a = _score_array(scores, "scores", 2)
+        if a.shape != (s.shape[0], L):
+            raise ValueError(f"scores: expected shape {(s.shape[0], L)}, got {a.shape}")
+        ac = _to_compute(a, _compute_dtype(a), "scores")
+        if np.any(ac < 0):
+            raise ValueError(f"scores: must be non-negative, min is {ac.min()}")
+        hm = _heavy_mask(ac, sink, recent, heavy)
+    return _merge_sets(s, sink, recent, bm, mode, eps, hm)
 
 
 def _pivots(ac: np.ndarray, slot: np.ndarray, lengths: np.ndarray, capacity: int) -> np.ndarray:
@@ -540,10 +595,11 @@ class CompressArgs(NamedTuple):
     mode: str
     eps: float
     sigma: object
+    heavy: int = 0
 
 
 def resolve_compress_args(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4,
-                          recent=None, mode="budget", eps=0.75, sigma="auto") -> CompressArgs:
+                          recent=None, heavy=None, mode="budget", eps=0.75, sigma="paper") -> CompressArgs:
     """Validates :func:`compress`'s arguments and resolves the budget ``B`` and ``recent``.
 
     Raises the same ValueErrors as :func:`compress`, naming the offending argument.
@@ -582,11 +638,23 @@ def resolve_compress_args(keys, values, scores, *, policy="kvmerger", budget=Non
             )
         if policy == "kvmerger":
             _check_key_magnitude(kc, "keys")
-    return CompressArgs(policy, kc, vc, ac, k.dtype, v.dtype, B, sink, recent, mode, eps, sigma)
+    if heavy is not None and policy != "kvmerger":
+        raise ValueError(f"heavy: only policy 'kvmerger' takes heavy hitters, got policy {policy!r} "
+                         f"(h2o keeps its whole middle by score; streaming/full have no middle)")
+    hv = 0
+    if policy == "kvmerger":
+        bm = B - sink - recent
+        if heavy is None:
+            hv = default_heavy(bm)
+        elif L > B:
+            hv = _check_heavy(heavy, bm)
+        else:
+            hv = _int_arg(heavy, "heavy", 0)
+    return CompressArgs(policy, kc, vc, ac, k.dtype, v.dtype, B, sink, recent, mode, eps, sigma, hv)
 
 
 def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
-             mode="budget", eps=0.75, sigma="auto"):
+             heavy=None, mode="budget", eps=0.75, sigma="paper"):
     """Compress one layer's KV cache to ``B`` slots per KV head.
 
     Args:
@@ -597,10 +665,13 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
             ``B = ceil(ratio * L)`` (float64 arithmetic, see :func:`budget_from_ratio`).
         sink: oldest tokens always kept (default 4).
         recent: newest tokens always kept (default ``ceil(B / 4)``; unused by ``streaming``).
+        heavy: kvmerger only: middle tokens of largest score kept exactly, never merged (default
+            ``floor((Mb - 1) / 2)``, ``Mb = B - sink - recent``; ``0`` is the spec's version 1).
+            ``2 * heavy + 1 <= Mb``.
         mode: ``"budget"`` (exactly ``B`` slots) or ``"threshold"`` (``sim >= eps`` joins; may yield
             fewer slots, never more than ``B``).  kvmerger only.
         eps: similarity threshold in ``[-1, 1]`` for ``threshold`` mode.
-        sigma: ``"auto"``, ``"paper"`` or a positive number (Gaussian kernel width).
+        sigma: ``"paper"`` (default), ``"auto"`` or a positive number (Gaussian kernel width).
 
     Returns:
         dict with ``keys [Hkv, B, D]``, ``values [Hkv, B, Dv]`` (input dtypes), ``positions`` i32
@@ -613,7 +684,7 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
         budget/ratio, sink/recent, mode, eps, sigma, policy).
     """
     args = resolve_compress_args(keys, values, scores, policy=policy, budget=budget, ratio=ratio,
-                                 sink=sink, recent=recent, mode=mode, eps=eps, sigma=sigma)
+                                 sink=sink, recent=recent, heavy=heavy, mode=mode, eps=eps, sigma=sigma)
     kc, vc, ac = args.kc, args.vc, args.ac
     H, L, _ = kc.shape
     B, sink, recent, mode, eps, sigma = args.B, args.sink, args.recent, args.mode, args.eps, args.sigma
@@ -633,14 +704,15 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
     # kvmerger
     n2 = _check_key_magnitude(kc, "keys")
     sim = _adjacent_similarity(kc, n2)
-    slot, lengths = _merge_sets(sim, sink, recent, bm, mode, eps)
+    hm = _heavy_mask(ac, sink, recent, args.heavy) if args.heavy > 0 else None
+    slot, lengths = _merge_sets(sim, sink, recent, bm, mode, eps, hm)
     return _merge(kc, vc, ac, slot.astype(np.int64), lengths.astype(np.int64), B, sigma, kdt, vdt)
 
 
 # --------------------------------------------------------------------------------------------------
 # attention
 # --------------------------------------------------------------------------------------------------
-def accumulated_scores(q, k, *, obs_window=None):
+def accumulated_scores(q, k, *, obs_window=None, normalize=False):
     """Accumulated attention ``a [Hkv, L]`` of a causal prefill (H2O / SnapKV style).
 
     ``a[h, t] = sum over observation queries i and over the G query heads j of KV head h
@@ -651,6 +723,10 @@ def accumulated_scores(q, k, *, obs_window=None):
         k: ``[Hkv, L, D]`` keys (post-RoPE).
         obs_window: ``None`` -- all ``L`` queries observe; an int ``w`` in ``[1, L]`` -- only the
             last ``w`` queries.
+        normalize: divide ``a[h, t]`` by the number of observation queries that see token ``t``
+            (``L - max(t, L - w)``), i.e. the mean attention per observing query instead of the sum
+            (kvpress's ObservedAttention). Removes the sum's bias toward old tokens, which are seen by
+            more queries. Default off (the spec's sum).
 
     Returns:
         ``[Hkv, L]`` in f32 (f64 if either input is float64).  Computed in query chunks, so memory
@@ -689,6 +765,9 @@ def accumulated_scores(q, k, *, obs_window=None):
             p = np.exp(logits)
             p /= p.sum(axis=-1, keepdims=True)
             acc[h, :i1] += p.sum(axis=(0, 1))
+    if normalize:
+        seen = (L - np.maximum(np.arange(L), first)).astype(cd)
+        acc /= seen[None, :]
     return acc
 
 

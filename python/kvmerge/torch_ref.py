@@ -37,29 +37,56 @@ def adjacent_similarity(kc: torch.Tensor) -> torch.Tensor:
     return s.clamp(-1, 1)
 
 
-def merge_sets(sim: torch.Tensor, sink: int, recent: int, bm: int, mode: str, eps: float):
-    """Slot map ``[H, L]`` (int64) and ``lengths [H]``, as :func:`kvmerge.reference.merge_sets`."""
+def heavy_mask(ac: torch.Tensor, sink: int, recent: int, heavy: int) -> torch.Tensor:
+    """``[H, L]`` bool: the ``heavy`` middle tokens of largest score, ties to the newer (spec v2)."""
+    H, L = ac.shape
+    mask = torch.zeros((H, L), dtype=torch.bool, device=ac.device)
+    lo, hi = sink, L - recent
+    if heavy <= 0 or hi <= lo:
+        return mask
+    mid = ac[:, lo:hi]
+    # newest first, then a stable sort by descending score: ties keep the newer token
+    rev = torch.flip(mid, dims=[1])
+    order = torch.sort(rev, dim=1, descending=True, stable=True).indices[:, :heavy]
+    idx = (hi - 1) - order
+    mask.scatter_(1, idx, True)
+    return mask
+
+
+def merge_sets(sim: torch.Tensor, sink: int, recent: int, bm: int, mode: str, eps: float,
+               hmask: torch.Tensor | None = None):
+    """Slot map ``[H, L]`` (int64) and ``lengths [H]``, as :func:`kvmerge.reference.merge_sets`
+    (``bm`` = all middle slots, ``hmask`` the heavy hitters: cuts counted per segment)."""
     H, Lm1 = sim.shape
     L = Lm1 + 1
     lo, hi = sink, L - recent - 1
-    cut = torch.ones((H, Lm1), dtype=torch.bool, device=sim.device)
+    dev = sim.device
+    cut = torch.ones((H, Lm1), dtype=torch.bool, device=dev)
     nlinks = max(0, hi - lo)
     if nlinks > 0:
         ms = sim[:, lo:hi]
-        k = min(bm - 1, nlinks)
-        c_budget = torch.zeros((H, nlinks), dtype=torch.bool, device=sim.device)
-        if k > 0:
-            # stable sort: among equal similarities the older link is cut first
-            order = torch.sort(ms, dim=1, stable=True).indices[:, :k]
-            c_budget.scatter_(1, order, True)
+        if hmask is None:
+            hmask = torch.zeros((H, L), dtype=torch.bool, device=dev)
+        hv = hmask[:, lo:L - recent]
+        forced = hv[:, :-1] | hv[:, 1:]
+        first = torch.ones((H, 1), dtype=torch.bool, device=dev)
+        nseg = (~hv & torch.cat((first, hv[:, :-1]), dim=1)).sum(dim=1)
+        k = torch.clamp(bm - hv.sum(dim=1) - nseg, min=0)  # [H]
+        # forced links sort last; stable sort: among equal similarities the older link first
+        big = torch.tensor(float("inf"), dtype=ms.dtype, device=dev)
+        keyed = torch.where(forced, big, ms)
+        order = torch.sort(keyed, dim=1, stable=True).indices
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(nlinks, device=dev).expand(H, nlinks).contiguous())
+        c_budget = (rank < k[:, None]) & ~forced
         if mode == "budget":
             c = c_budget
         else:
-            c_thr = ms < torch.tensor(eps, dtype=ms.dtype, device=ms.device)
-            too_many = c_thr.sum(dim=1) > bm - 1
+            c_thr = (ms < torch.tensor(eps, dtype=ms.dtype, device=dev)) & ~forced
+            too_many = c_thr.sum(dim=1) > k
             c = torch.where(too_many[:, None], c_budget, c_thr)
-        cut[:, lo:hi] = c
-    slot = torch.cat((torch.zeros((H, 1), dtype=torch.int64, device=sim.device),
+        cut[:, lo:hi] = c | forced
+    slot = torch.cat((torch.zeros((H, 1), dtype=torch.int64, device=dev),
                       torch.cumsum(cut.to(torch.int64), dim=1)), dim=1)
     return slot, slot[:, -1] + 1
 
@@ -172,7 +199,7 @@ def h2o_keep(ac, sink: int, recent: int, bm: int):
 
 
 def compress(keys, values, scores, *, policy: str, B: int, sink: int, recent: int, mode: str = "budget",
-             eps: float = 0.75, sigma="auto") -> dict:
+             eps: float = 0.75, sigma="auto", heavy: int = 0) -> dict:
     """:func:`kvmerge.reference.compress` with resolved arguments (``B``, ``recent``: see
     :func:`kvmerge.reference.resolve_compress_args`); returns torch tensors."""
     kdt, vdt = keys.dtype, values.dtype
@@ -190,7 +217,8 @@ def compress(keys, values, scores, *, policy: str, B: int, sink: int, recent: in
         return _gather(kc, vc, ac, h2o_keep(ac, sink, recent, bm), B, kdt, vdt)
     if policy != "kvmerger":
         raise ValueError(f"policy: {policy!r} is not one of streaming, h2o, kvmerger")
-    slot, lengths = merge_sets(adjacent_similarity(kc), sink, recent, bm, mode, eps)
+    hm = heavy_mask(ac, sink, recent, heavy) if heavy > 0 else None
+    slot, lengths = merge_sets(adjacent_similarity(kc), sink, recent, bm, mode, eps, hm)
     return merge(kc, vc, ac, slot, lengths, B, sigma, kdt, vdt)
 
 

@@ -30,7 +30,9 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 DTYPES = [np.dtype(np.float32), np.dtype(np.float16), BF16]
 
 POLICIES = [
-    ("kvmerger", dict(ratio=0.5)),
+    ("kvmerger", dict(ratio=0.5)),                      # spec v2 defaults: heavy, sigma=paper
+    ("kvmerger", dict(ratio=0.35, heavy=0, sigma="auto")),  # spec v1
+    ("kvmerger", dict(ratio=0.35, heavy=2, mode="threshold", eps=0.9)),
     ("kvmerger", dict(ratio=0.35, sigma="paper")),
     ("kvmerger", dict(ratio=0.35, sigma=0.7, sink=2, recent=3)),
     ("kvmerger", dict(ratio=0.5, mode="threshold", eps=0.2)),   # fewer runs than budget
@@ -110,7 +112,7 @@ def test_compress_identical_run_loses_nothing():
     v[:, 10:30] = v[:, 10]
     k[:, 9] = k[:, 30] = -k[:, 10]  # cosine -1 on both borders: the weakest links
     a = rng.random((H, L)).astype(np.float32)
-    got = kvmerge.compress(k, v, a, policy="kvmerger", budget=20, sink=4, recent=4)
+    got = kvmerge.compress(k, v, a, policy="kvmerger", budget=20, sink=4, recent=4, heavy=0)
     run = np.flatnonzero(got["counts"][0] == 20)
     assert run.size == 1, got["counts"]
     np.testing.assert_allclose(got["keys"][0, run[0]], k[0, 10], rtol=1e-6)
@@ -133,6 +135,8 @@ def test_compress_zero_norm_keys():
     (dict(ratio=0.5, eps=2.0, mode="threshold"), "eps"),
     (dict(ratio=0.5, sigma=-1.0), "sigma"),
     (dict(ratio=0.5, device="cuda"), "device"),
+    (dict(budget=16, heavy=4), "^heavy"),    # Mb = 8: heavy <= 3
+    (dict(budget=16, heavy=-1), "^heavy"),
 ])
 def test_compress_bad_arguments(bad, match):
     k, v, a = smooth_cache(np.random.default_rng(0), 1, 32, 64, np.float32)
@@ -172,6 +176,7 @@ def fixture_layers(name):
     ("kvmerger", dict(ratio=0.5)),
     ("kvmerger", dict(ratio=0.35)),
     ("kvmerger", dict(ratio=0.35, mode="threshold", eps=0.75)),
+    ("kvmerger", dict(ratio=0.35, heavy=0, sigma="auto")),
     ("h2o", dict(ratio=0.35)),
     ("streaming", dict(ratio=0.5)),
 ])
@@ -199,3 +204,44 @@ def test_attention_real_fixture():
         got = kvmerge.attention(q, c["keys"], c["values"], c["lengths"], counts=c["counts"], count_bias=bias)
         e = exp.astype(np.float64)
         assert (np.abs(got - e) <= 2e-5 * (1 + np.abs(e))).all(), np.max(np.abs(got - e))
+
+
+def _compress_via(k, v, a, kw, path):
+    """kvcache.compress through the unfused loops (fuse-merge=false) or the upstream export."""
+    import subprocess
+    from kvmerge import compiled
+
+    args = reference.resolve_compress_args(k, v, a, policy="kvmerger", **kw)
+    text = compiled.compress_module(k.shape, v.shape, k.dtype, policy="kvmerger", B=args.B, sink=args.sink,
+                                    recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma,
+                                    heavy=args.heavy)
+    inputs = [k, v, np.asarray(args.ac, np.float32)]
+    if path == "unfused":
+        outs = compiled.run(text, "compress", inputs, 6, pipeline_options="fuse-merge=false")
+    else:
+        exported = subprocess.run([compiled.tool("kvmerge-opt"), "--kvmerge-export-upstream"], input=text,
+                                  capture_output=True, text=True, check=True).stdout
+        assert "kvcache." not in exported
+        outs = compiled.run(exported, "compress", inputs, 6)
+    return dict(zip(("keys", "values", "positions", "counts", "scores", "lengths"), outs))
+
+
+V2_CASES = [
+    dict(ratio=0.35),                                     # v2 defaults: heavy, paper sigma
+    dict(ratio=0.5, heavy=3, mode="threshold", eps=0.9),  # per-segment threshold cuts
+    dict(ratio=0.35, heavy=0, sigma="auto"),              # v1
+]
+
+
+@pytest.mark.parametrize("path", ["unfused", "export"])
+@pytest.mark.parametrize("kw", V2_CASES, ids=str)
+def test_compress_v2_unfused_and_export_paths(path, kw):
+    """Heavy hitters through the unfused ops and through --kvmerge-export-upstream, random and real."""
+    rng = np.random.default_rng(11)
+    for dtype in (np.dtype(np.float32), np.dtype(np.float16)):
+        k, v, a = smooth_cache(rng, 2, 77, 64, dtype)
+        assert_same(_compress_via(k, v, a, kw, path), reference.compress(k, v, a, **kw), dtype,
+                    f"{path} random {dtype}")
+    layer, k, v, a, _ = fixture_layers("smollm2_kv.npz")[1]
+    assert_same(_compress_via(k, v, a, kw, path), reference.compress(k, v, a, **kw), np.dtype(np.float16),
+                f"{path} smollm2 layer {layer}")

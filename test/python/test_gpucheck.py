@@ -134,8 +134,9 @@ def _ref_case(policy="kvmerger", L=300, dtype="float32", **kw):
 
     k, v, a = cases.synthetic_numpy(2, L, 64, dtype, 11)
     args = cases.resolve(L, dict(policy=policy, **kw))
+    hv = {"heavy": args["heavy"]} if policy == "kvmerger" else {}
     exp = reference.compress(k, v, a, policy=policy, budget=args["B"], sink=args["sink"], recent=args["recent"],
-                             mode=args["mode"], eps=args["eps"], sigma=args["sigma"])
+                             mode=args["mode"], eps=args["eps"], sigma=args["sigma"], **hv)
     t = tuple(torch_ref.from_numpy(x) for x in (k, v, a))
     return torch, args, t, {n: torch_ref.from_numpy(x) for n, x in exp.items()}
 
@@ -199,10 +200,17 @@ def _swap_one_cut(torch, slot, sim, lo, hi):
 def test_tie_aware_kvmerger_check():
     """A slot map that decides one link pair the other way passes only if the two similarities
     are within the slack; its merge is then checked against torch_ref's merge of that map."""
-    torch, args, t, exp = _ref_case("kvmerger", ratio=0.5)
     from kvmerge import torch_ref
     from kvmerge.gpucheck import checks
 
+    # spec v2 (heavy hitters from the scores): the reference's own map passes, and needs the scores
+    torch, args2, t2, exp2 = _ref_case("kvmerger", ratio=0.5)
+    assert args2["heavy"] > 0
+    slot2 = torch_ref.slot_map_from_counts(exp2["counts"], exp2["lengths"], t2[0].shape[1])
+    assert checks.validate_kvmerger_slots(t2[0], slot2, args2, scores=t2[2]) is None
+    assert "need the scores" in checks.validate_kvmerger_slots(t2[0], slot2, args2)
+    # the swap test below is spec v1's rule (every free link)
+    torch, args, t, exp = _ref_case("kvmerger", ratio=0.5, heavy=0, sigma="auto")
     k, v, a = t
     H, L, _ = k.shape
     slot = torch_ref.slot_map_from_counts(exp["counts"], exp["lengths"], L)
@@ -231,7 +239,7 @@ def test_tie_aware_kvmerger_check():
 
 
 def test_threshold_validation_branches():
-    torch, args, t, exp = _ref_case("kvmerger", ratio=0.5, mode="threshold", eps=0.3)
+    torch, args, t, exp = _ref_case("kvmerger", ratio=0.5, mode="threshold", eps=0.3, heavy=0, sigma="auto")
     from kvmerge import torch_ref
     from kvmerge.gpucheck import checks
 
@@ -304,10 +312,10 @@ def test_prepared_directory(prepared):
                     assert cases.case_key(c["id"], n) in z.files
     # the shipped expectation is the reference's on the shipped inputs
     arrays = cases.Arrays(out)
-    c = next(c for c in m["cases"] if c["id"] == "ref/bf16/L192/kvmerger-paper-r0.35")
+    c = next(c for c in m["cases"] if c["id"] == "ref/bf16/L192/kvmerger-v1-r0.35")
     k, v, a = arrays.data(m["data"][c["data"]])
     assert k.dtype.name == "bfloat16"
-    exp = reference.compress(k, v, a, policy="kvmerger", ratio=0.35, sigma="paper")
+    exp = reference.compress(k, v, a, policy="kvmerger", ratio=0.35, heavy=0, sigma="auto")
     got = arrays.expected(c, cases.COMPRESS_RESULTS)
     for n in cases.COMPRESS_RESULTS:
         assert np.array_equal(np.asarray(got[n]).view(np.uint8), np.asarray(exp[n]).view(np.uint8)), n

@@ -93,7 +93,8 @@ def bf_weights(K_h, toks, p, sigma):
 
 
 def bf_compress(K, V, A, *, policy, budget=None, ratio=None, sink=4, recent=None, mode="budget",
-                eps=0.75, sigma="auto"):
+                eps=0.75, sigma="paper", heavy=None):
+    """Spec v2 by brute force: heavy hitters as singletons, cuts counted per segment."""
     H, L, D = K.shape
     B = L if policy == "full" else bf_budget(L, budget, ratio)
     if recent is None:
@@ -106,31 +107,48 @@ def bf_compress(K, V, A, *, policy, budget=None, ratio=None, sink=4, recent=None
         if policy == "streaming":
             heads.append(bf_singletons(list(range(sink)) + list(range(L - (B - sink), L))))
             continue
-        Bm = B - sink - recent
+        Mb = B - sink - recent
         mid = list(range(sink, L - recent))
         if policy == "h2o":
             ranked = sorted(mid, key=lambda t: (-float(A[h, t]), -t))
-            keep = sorted(ranked[:Bm])
+            keep = sorted(ranked[:Mb])
             heads.append(bf_singletons(list(range(sink)) + keep + list(range(L - recent, L))))
             continue
         assert policy == "kvmerger"
-        sims = {t: bf_cos(K[h, t], K[h, t + 1]) for t in mid[:-1]}
+        nh = (Mb - 1) // 2 if heavy is None else heavy
+        ranked = sorted(mid, key=lambda t: (-float(A[h, t]), -t))
+        hh = set(ranked[:nh])
+        segments, cur = [], []
+        for t in mid:
+            if t in hh:
+                if cur:
+                    segments.append(cur)
+                cur = []
+            else:
+                cur.append(t)
+        if cur:
+            segments.append(cur)
+        sims = {t: bf_cos(K[h, t], K[h, t + 1]) for seg in segments for t in seg[:-1]}
+        k = Mb - nh - len(segments)
         cuts = None
         if mode == "threshold":
             cuts = {t for t in sims if sims[t] < eps}
-            if len(cuts) + 1 > Bm:
+            if len(cuts) > k:
                 cuts = None
         if cuts is None:
             ordered = sorted(sims, key=lambda t: (sims[t], t))  # ties: older link first
-            cuts = set(ordered[: Bm - 1])
-        sets, cur = [], [mid[0]]
-        for t in mid[:-1]:
-            if t in cuts:
-                sets.append(cur)
-                cur = [t + 1]
-            else:
-                cur.append(t + 1)
-        sets.append(cur)
+            cuts = set(ordered[:max(k, 0)])
+        sets = [[t] for t in hh]
+        for seg in segments:
+            cur = [seg[0]]
+            for t in seg[:-1]:
+                if t in cuts:
+                    sets.append(cur)
+                    cur = [t + 1]
+                else:
+                    cur.append(t + 1)
+            sets.append(cur)
+        sets.sort(key=lambda S: S[0])
         slots = bf_singletons(range(sink))
         for S in sets:
             p = bf_pivot(A[h], S)
@@ -242,10 +260,91 @@ def test_kvmerger_matches_bruteforce(seed):
         B = sink + rec + 1
     for mode, eps in (("budget", 0.75), ("threshold", 0.75), ("threshold", float(rng.uniform(-0.5, 0.99)))):
         for sigma in ("auto", "paper", 0.7):
-            kw = dict(policy="kvmerger", budget=B, sink=sink, recent=recent, mode=mode, eps=eps, sigma=sigma)
-            out = R.compress(K, V, A, **kw)
-            assert_same(out, bf_compress(K, V, A, **kw))
-            assert out["keys"].dtype == np.float64
+            Mb = B - sink - rec
+            for heavy in sorted({None, 0, (Mb - 1) // 2, min(1, (Mb - 1) // 2)}, key=str):
+                kw = dict(policy="kvmerger", budget=B, sink=sink, recent=recent, mode=mode, eps=eps,
+                          sigma=sigma, heavy=heavy)
+                out = R.compress(K, V, A, **kw)
+                assert_same(out, bf_compress(K, V, A, **kw))
+                assert out["keys"].dtype == np.float64
+
+
+def test_heavy_hitters_kept_exactly_and_never_merged():
+    rng = np.random.default_rng(77)
+    K, V, A = rand_case(rng, H=3, L=96, D=8, Dv=6, kind="smooth")
+    B, sink = 40, 4
+    rec = 10
+    Mb = B - sink - rec  # 26 -> default heavy 12
+    out = R.compress(K, V, A, budget=B, sink=sink)
+    assert out["lengths"].tolist() == [B] * 3
+    for h in range(3):
+        mid = np.arange(sink, 96 - rec)
+        top = mid[np.lexsort((-mid, -A[h, mid]))[:12]]
+        for t in top:  # each heavy hitter is its own slot, bit-exact
+            j = int(np.flatnonzero(out["positions"][h] == t)[0])
+            assert out["counts"][h, j] == 1
+            np.testing.assert_array_equal(out["keys"][h, j], K[h, t])
+            np.testing.assert_array_equal(out["values"][h, j], V[h, t])
+        # positions stay in token order; counts add up to L
+        assert np.all(np.diff(out["positions"][h]) > 0)
+        assert out["counts"][h].sum() == 96
+    # heavy = 0 is v1: no such guarantee, and a different result
+    v1 = R.compress(K, V, A, budget=B, sink=sink, heavy=0, sigma="auto")
+    assert not np.array_equal(v1["positions"], out["positions"])
+
+
+def test_heavy_validation_names_heavy():
+    rng = np.random.default_rng(78)
+    K, V, A = rand_case(rng, H=1, L=64, D=4, Dv=2)
+    # B = 20: recent 5, Mb = 11 -> heavy <= 5
+    R.compress(K, V, A, budget=20, heavy=5)
+    with pytest.raises(ValueError, match=r"^heavy: 2 \* heavy \+ 1 = 13 exceeds the 11 middle slots"):
+        R.compress(K, V, A, budget=20, heavy=6)
+    with pytest.raises(ValueError, match="^heavy: must be >= 0"):
+        R.compress(K, V, A, budget=20, heavy=-1)
+    with pytest.raises(ValueError, match="^heavy: expected an integer"):
+        R.compress(K, V, A, budget=20, heavy=2.5)
+    for policy in ("h2o", "streaming", "full"):
+        with pytest.raises(ValueError, match="^heavy: only policy 'kvmerger'"):
+            R.compress(K, V, A, policy=policy, budget=20, heavy=1)
+    with pytest.raises(ValueError, match="^heavy: "):
+        R.merge_sets(R.adjacent_similarity(K), sink=4, recent=5, slots_middle=11, scores=A, heavy=6)
+    with pytest.raises(ValueError, match="^scores: heavy > 0 needs"):
+        R.merge_sets(R.adjacent_similarity(K), sink=4, recent=5, slots_middle=11, heavy=2)
+
+
+def test_per_segment_cuts_exact_budget():
+    # heavy hitters at 3 places split the middle into 4 segments; budget mode: exactly Mb slots
+    sim = np.full((1, 19), 0.9)
+    sim[0, [5, 9, 13]] = 0.1  # the weakest links (would be the v1 cuts)
+    A = np.zeros((1, 20))
+    A[0, [4, 8, 15]] = 5.0  # heavy hitters (middle = [2, 18))
+    slot, n = R.merge_sets(sim, sink=2, recent=2, slots_middle=8, scores=A, heavy=3)
+    # segments [2,3], [5,6,7], [9..14], [16,17] -> n_seg = 4, Bm = 5 -> 1 extra cut: link 5 (the
+    # oldest of the equal-weakest links 5, 9, 13 inside segments)
+    assert n.tolist() == [2 + 8 + 2]
+    assert slot[0].tolist() == [0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 7, 7, 7, 7, 7, 8, 9, 9, 10, 11]
+    # threshold mode with eps = 0.5: 3 links below eps inside segments (5, 9, 13) > 5 - 4 = 1: budget cut
+    slot_t, n_t = R.merge_sets(sim, sink=2, recent=2, slots_middle=8, scores=A, heavy=3, mode="threshold",
+                               eps=0.5)
+    np.testing.assert_array_equal(slot_t, slot)
+    # eps = 0.05: no link below eps -> one run per segment: 2 + 3 + 4 + 2 slots
+    slot_f, n_f = R.merge_sets(sim, sink=2, recent=2, slots_middle=8, scores=A, heavy=3, mode="threshold",
+                               eps=0.05)
+    assert n_f.tolist() == [2 + 3 + 4 + 2]
+
+
+def test_normalized_accumulated_scores():
+    rng = np.random.default_rng(79)
+    q = rng.standard_normal((4, 10, 3))
+    k = rng.standard_normal((2, 10, 3))
+    for w in (None, 4):
+        a = R.accumulated_scores(q, k, obs_window=w)
+        an = R.accumulated_scores(q, k, obs_window=w, normalize=True)
+        first = 0 if w is None else 10 - w
+        seen = np.array([10 - max(t, first) for t in range(10)])
+        np.testing.assert_allclose(an, bf_accumulated(q, k, w) / seen, rtol=1e-12)
+        np.testing.assert_allclose(an * seen, a, rtol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -368,11 +467,15 @@ def test_threshold_mode_fewer_and_more_runs():
     K = np.repeat(rng.standard_normal((1, 1, 8)), 40, axis=1) + 1e-3 * rng.standard_normal((1, 40, 8))
     V = rng.standard_normal((1, 40, 4))
     A = rng.random((1, 40))
-    out = R.compress(K, V, A, budget=20, mode="threshold", eps=0.5)
+    out = R.compress(K, V, A, budget=20, mode="threshold", eps=0.5, heavy=0)
     assert out["lengths"].tolist() == [4 + 1 + 5]
     assert np.all(out["keys"][0, 10:] == 0) and np.all(out["counts"][0, 10:] == 0)
     assert np.all(out["positions"][0, 10:] == 0)
-    assert_same(out, bf_compress(K, V, A, policy="kvmerger", budget=20, mode="threshold", eps=0.5))
+    assert_same(out, bf_compress(K, V, A, policy="kvmerger", budget=20, mode="threshold", eps=0.5, heavy=0))
+    # v2 default (heavy = 5 of Mb = 11): every heavy hitter is a slot, each segment one run
+    out2 = R.compress(K, V, A, budget=20, mode="threshold", eps=0.5)
+    assert_same(out2, bf_compress(K, V, A, policy="kvmerger", budget=20, mode="threshold", eps=0.5))
+    assert 4 + 5 + 1 + 5 <= out2["lengths"][0] <= 20
 
 
 def test_pivot_ties_newest_and_h2o_ties_newer():
@@ -453,7 +556,7 @@ def test_identical_runs_lose_nothing(dtype):
     K, V = K.astype(dtype), V.astype(dtype)
     A = rng.random((1, K.shape[1]))
     B = sink + len(runs) + recent
-    out = R.compress(K, V, A, budget=B, sink=sink, recent=recent)
+    out = R.compress(K, V, A, budget=B, sink=sink, recent=recent, heavy=0)
     assert out["keys"].dtype == dtype and out["values"].dtype == dtype
     assert out["counts"][0].tolist() == [1, 1] + runs + [1, 1]
     exp_k = np.concatenate([K[0, :sink], base_k.astype(dtype), K[0, -recent:]])
@@ -494,7 +597,8 @@ def test_low_precision_inputs_accumulate_in_f32(dtype):
     out = R.compress(K, V, A, ratio=0.35, sigma="paper")
     assert out["keys"].dtype == dtype and out["values"].dtype == dtype
     # same slot map, computed in float64 from the same (rounded) inputs, then rounded once
-    slot, n = R.merge_sets(R.adjacent_similarity(K), sink=4, recent=6, slots_middle=23 - 10)
+    slot, n = R.merge_sets(R.adjacent_similarity(K), sink=4, recent=6, slots_middle=23 - 10,
+                           scores=A, heavy=R.default_heavy(23 - 10))
     ref = R.merge(K.astype(np.float64), V.astype(np.float64), A, slot, n, capacity=23, sigma="paper")
     for f in ("positions", "counts", "lengths"):
         np.testing.assert_array_equal(out[f], ref[f])
@@ -513,7 +617,8 @@ def test_compress_equals_building_blocks():
     K, V, A = K.astype(np.float32), V.astype(np.float32), A.astype(np.float32)
     for mode in ("budget", "threshold"):
         out = R.compress(K, V, A, budget=30, sink=3, recent=5, mode=mode, eps=0.9, sigma=2.0)
-        slot, n = R.merge_sets(R.adjacent_similarity(K), sink=3, recent=5, slots_middle=22, mode=mode, eps=0.9)
+        slot, n = R.merge_sets(R.adjacent_similarity(K), sink=3, recent=5, slots_middle=22, mode=mode, eps=0.9,
+                               scores=A, heavy=10)
         ref = R.merge(K, V, A, slot, n, capacity=30, sigma=2.0)
         for f in FIELDS:
             np.testing.assert_array_equal(out[f], ref[f], err_msg=f)

@@ -24,7 +24,7 @@ def run_torch(k, v, a, policy, **kw):
     out = torch_ref.compress(torch_ref.from_numpy(k), torch_ref.from_numpy(v),
                              torch_ref.from_numpy(np.asarray(args.ac, np.float32)), policy=args.policy,
                              B=args.B, sink=args.sink, recent=args.recent, mode=args.mode, eps=args.eps,
-                             sigma=args.sigma)
+                             sigma=args.sigma, heavy=args.heavy)
     return {name: torch_ref.to_numpy(t) for name, t in out.items()}
 
 
@@ -81,7 +81,7 @@ def test_slot_map_from_counts():
     sim = reference.adjacent_similarity(k)
     args = reference.resolve_compress_args(k, v, a, policy="kvmerger", ratio=0.3)
     exp, _ = reference.merge_sets(sim, sink=args.sink, recent=args.recent,
-                                  slots_middle=args.B - args.sink - args.recent)
+                                  slots_middle=args.B - args.sink - args.recent, scores=a, heavy=args.heavy)
     np.testing.assert_array_equal(slot.numpy(), exp)
     bad = out["counts"].copy()
     bad[0, 3] += 1

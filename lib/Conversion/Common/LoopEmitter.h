@@ -391,14 +391,13 @@ Regions regions(E &e, mlir::Value length, int64_t sink, int64_t recent) {
 /// lowering's count (parallel loop, block-wide count, sequential loop).
 template <typename E>
 Selection selectMergeCuts(E &e, const Regions &r, int64_t middle,
-                          bool threshold, double eps, typename E::CountFn count,
-                          typename E::Pred keyOf) {
+                          mlir::Value budgetCuts, bool threshold, double eps,
+                          typename E::CountFn count, typename E::Pred keyOf) {
   using namespace mlir;
   using Values = SmallVector<Value>;
   Value lastMiddle = e.sub(r.recentStart, e.idx(1));
   auto rankOf = [](E &, Value t) { return t; };
   Value fits = e.cmp(arith::CmpIPredicate::sle, r.middleLen, e.idx(middle));
-  Value budgetCuts = e.idx(middle - 1);
   auto selectBudget = [&](E &e) -> Values {
     Selection s =
         selectSmallest(e, r.sink, lastMiddle, budgetCuts, count, keyOf, rankOf);
@@ -426,6 +425,14 @@ Selection selectMergeCuts(E &e, const Regions &r, int64_t middle,
   return {sel[0], sel[1]};
 }
 
+template <typename E>
+Selection selectMergeCuts(E &e, const Regions &r, int64_t middle,
+                          bool threshold, double eps, typename E::CountFn count,
+                          typename E::Pred keyOf) {
+  return selectMergeCuts(e, r, middle, e.idx(middle - 1), threshold, eps,
+                         count, keyOf);
+}
+
 /// Eviction selection of one head (H2O / StreamingLLM): the `middle` middle
 /// tokens with the largest score, ties to the newer (`keyOf` is the
 /// complemented order key of the score, `rankOf` the distance from the
@@ -450,6 +457,108 @@ Selection selectKept(E &e, const Regions &r, int64_t middle,
         return {s.threshold, s.rankLimit};
       });
   return {sel[0], sel[1]};
+}
+
+//===----------------------------------------------------------------------===//
+// Heavy hitters (spec v2)
+//===----------------------------------------------------------------------===//
+
+/// The order key of a heavy-hitter candidate: the complemented order key of
+/// its score (largest score first).
+template <typename E> mlir::Value heavyKey(E &e, mlir::Value score) {
+  using namespace mlir;
+  return arith::XOrIOp::create(e.b, orderedKey(e, score), e.i32(-1))
+      .getResult();
+}
+
+/// The two selections of KVMerger's step 1 with heavy hitters: `heavy` are
+/// the `heavy` middle tokens of largest score (ties: the newer), `cuts` the
+/// links cut among the others, over the masked link keys of
+/// `mergeLinkKey`.
+struct MergeCutSelections {
+  Selection cuts, heavy;
+};
+
+/// Whether middle token `t` is a heavy hitter (`scoreKeyOf` = heavyKey of
+/// its score; the tie rank is the distance from the newest token).
+template <typename E>
+mlir::Value isHeavyToken(E &e, const Selection &heavy,
+                         typename E::Pred scoreKeyOf, mlir::Value length,
+                         mlir::Value t) {
+  return isSelected(e, heavy, scoreKeyOf(e, t), e.sub(length, t));
+}
+
+/// Whether middle link `t` (joining t and t+1, both middle tokens) touches a
+/// heavy hitter: such links are always cut.
+template <typename E>
+mlir::Value isForcedLink(E &e, const Selection &heavy,
+                         typename E::Pred scoreKeyOf, mlir::Value length,
+                         mlir::Value t) {
+  return e.orI(isHeavyToken(e, heavy, scoreKeyOf, length, t),
+               isHeavyToken(e, heavy, scoreKeyOf, length,
+                            e.add(t, e.idx(1))));
+}
+
+/// The order key of middle link `t` for the cut selection: the similarity's
+/// key, or the largest key (never among the selected smallest) for a link
+/// that is cut anyway.
+template <typename E>
+mlir::Value mergeLinkKey(E &e, const Selection &heavy,
+                         typename E::Pred scoreKeyOf, mlir::Value length,
+                         typename E::Pred simKeyOf, mlir::Value t) {
+  return e.select(isForcedLink(e, heavy, scoreKeyOf, length, t), e.i32(-1),
+                  simKeyOf(e, t));
+}
+
+/// Step 1 with `heavy > 0` heavy hitters: selects them, counts the n_seg
+/// segments of mergeable tokens they leave, and selects the cuts among the
+/// free links: the `middle - heavy - n_seg` weakest (budget), or those
+/// below eps unless they are more (threshold).
+template <typename E>
+MergeCutSelections
+selectMergeCutsWithHeavy(E &e, const Regions &r, int64_t middle, int64_t heavy,
+                         bool threshold, double eps, mlir::Value length,
+                         typename E::CountFn count, typename E::Pred simKeyOf,
+                         typename E::Pred scoreKeyOf) {
+  using namespace mlir;
+  using Values = SmallVector<Value>;
+  auto rankOf = [&](E &e, Value t) { return e.sub(length, t); };
+  Selection hs = selectKept(e, r, heavy, count, scoreKeyOf, rankOf);
+  auto isHeavy = [&](E &e, Value t) {
+    return isHeavyToken(e, hs, scoreKeyOf, length, t);
+  };
+  // A segment starts at every mergeable token after the sink or a heavy one.
+  Value segments = count(e, r.sink, r.recentStart, [&](E &e, Value t) {
+    Value first = e.cmp(arith::CmpIPredicate::eq, t, r.sink);
+    Value afterHeavy = e.ifElse(
+        first,
+        [&](E &e) -> Values {
+          return {arith::ConstantIntOp::create(e.b, 1, 1)};
+        },
+        [&](E &e) -> Values { return {isHeavy(e, e.sub(t, e.idx(1)))}; })[0];
+    Value mergeable = arith::XOrIOp::create(
+        e.b, isHeavy(e, t), arith::ConstantIntOp::create(e.b, 1, 1));
+    return e.andI(mergeable, afterHeavy);
+  });
+  Value budgetCuts =
+      e.maxS(e.sub(e.idx(middle - heavy), e.toIndex(segments)), e.idx(0));
+  Selection cuts = selectMergeCuts(
+      e, r, middle, budgetCuts, threshold, eps, count, [&](E &e, Value t) {
+        return mergeLinkKey(e, hs, scoreKeyOf, length, simKeyOf, t);
+      });
+  return {cuts, hs};
+}
+
+/// Whether middle link `t` is cut, given the selections of
+/// selectMergeCutsWithHeavy.
+template <typename E>
+mlir::Value isMergeCut(E &e, const MergeCutSelections &s,
+                       typename E::Pred scoreKeyOf, mlir::Value length,
+                       typename E::Pred simKeyOf, mlir::Value t) {
+  return e.orI(
+      isForcedLink(e, s.heavy, scoreKeyOf, length, t),
+      isSelected(e, s.cuts,
+                 mergeLinkKey(e, s.heavy, scoreKeyOf, length, simKeyOf, t), t));
 }
 
 //===----------------------------------------------------------------------===//

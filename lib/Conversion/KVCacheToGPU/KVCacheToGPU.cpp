@@ -305,6 +305,8 @@ bool lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   int64_t sink = op.getSink(), recent = op.getRecent();
   bool threshold = op.getMode() == MergeMode::threshold;
   double eps = op.getEps().convertToDouble();
+  int64_t heavy = op.getHeavy();
+  Value scores = heavy > 0 ? e.toBuffer(op.getScores()) : Value();
   Type i32 = e.b.getI32Type();
 
   e.launch(
@@ -317,12 +319,27 @@ bool lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
         auto keyOf = [&](G &e, Value t) {
           return orderedKey(e, e.load(sim, {head, t}));
         };
-        Selection s = selectMergeCuts(
-            e, r, middle, threshold, eps,
-            [&](G &e, Value lb, Value ub, G::Pred pred) {
-              return e.blockCount(lb, ub, shm, kSelectWarps, pred);
-            },
-            keyOf);
+        auto countFn = [&](G &e, Value lb, Value ub, G::Pred pred) {
+          return e.blockCount(lb, ub, shm, kSelectWarps, pred);
+        };
+        auto scoreKeyOf = [&](G &e, Value t) {
+          return heavyKey(e, e.load(scores, {head, t}));
+        };
+        // Without heavy hitters `hs` is unused.
+        MergeCutSelections hs{};
+        Selection s;
+        if (heavy > 0) {
+          hs = selectMergeCutsWithHeavy(e, r, middle, heavy, threshold, eps,
+                                        length, countFn, keyOf, scoreKeyOf);
+          s = hs.cuts;
+        } else {
+          s = selectMergeCuts(e, r, middle, threshold, eps, countFn, keyOf);
+        }
+        auto cutOf = [&](G &e, Value t) -> Value {
+          if (heavy > 0)
+            return isMergeCut(e, hs, scoreKeyOf, length, keyOf, t);
+          return isSelected(e, s, keyOf(e, t), t);
+        };
         // Sink tokens: their own slot.
         e.blockFor(e.idx(0), r.sink, [&](G &e, Value t) {
           e.store(e.toI32(t), slots, {head, t});
@@ -335,9 +352,7 @@ bool lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
               Value inner = e.cmp(arith::CmpIPredicate::slt, t, lastMiddle);
               return e.ifElse(
                   inner,
-                  [&](G &e) -> SmallVector<Value> {
-                    return {isSelected(e, s, keyOf(e, t), t)};
-                  },
+                  [&](G &e) -> SmallVector<Value> { return {cutOf(e, t)}; },
                   [&](G &e) -> SmallVector<Value> {
                     return {arith::ConstantIntOp::create(e.b, 0, 1)};
                   })[0];

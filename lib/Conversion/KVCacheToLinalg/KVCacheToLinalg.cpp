@@ -161,22 +161,54 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   auto countFn = [](E &e, Value lb, Value ub, E::Pred p) {
     return e.seqCount(lb, ub, p);
   };
-  HeadSelection sel = selectPerHead(e, heads, [&](E &e, Value h) -> Values {
-    Regions r = regions(e, length, sink, recent);
-    Selection s =
-        selectMergeCuts(e, r, middle, threshold, eps, countFn,
-                        [&](E &e, Value t) { return keyOf(e, h, t); });
-    return Values{s.threshold, s.rankLimit};
-  });
+  int64_t heavy = op.getHeavy();
+  Value scores = op.getScores();
+  auto scoreKeyOf = [&](E &e, Value h, Value t) {
+    return heavyKey(e, e.extract(scores, {h, t}));
+  };
+  HeadSelection sel, heavySel;
+  if (heavy > 0) {
+    // One generic per head finds both selections; they are split in two.
+    auto i32T = RankedTensorType::get({ShapedType::kDynamic}, e.b.getI32Type());
+    Values r4 = e.generate(
+        {i32T, i32T, i32T, i32T}, {heads}, [&](E &e, ValueRange ivs) -> Values {
+          Value h = ivs[0];
+          Regions r = regions(e, length, sink, recent);
+          MergeCutSelections s = selectMergeCutsWithHeavy(
+              e, r, middle, heavy, threshold, eps, length, countFn,
+              [&](E &e, Value t) { return keyOf(e, h, t); },
+              [&](E &e, Value t) { return scoreKeyOf(e, h, t); });
+          return Values{s.cuts.threshold, e.toI32(s.cuts.rankLimit),
+                        s.heavy.threshold, e.toI32(s.heavy.rankLimit)};
+        });
+    sel = {r4[0], r4[1]};
+    heavySel = {r4[2], r4[3]};
+  } else {
+    sel = selectPerHead(e, heads, [&](E &e, Value h) -> Values {
+      Regions r = regions(e, length, sink, recent);
+      Selection s =
+          selectMergeCuts(e, r, middle, threshold, eps, countFn,
+                          [&](E &e, Value t) { return keyOf(e, h, t); });
+      return Values{s.threshold, s.rankLimit};
+    });
+  }
+  auto cutAt = [&](E &e, Value h, Value t) -> Value {
+    Selection s = selectionOf(e, sel, h);
+    if (heavy == 0)
+      return isSelected(e, s, keyOf(e, h, t), t);
+    MergeCutSelections both{s, selectionOf(e, heavySel, h)};
+    return isMergeCut(
+        e, both, [&](E &e, Value j) { return scoreKeyOf(e, h, j); }, length,
+        [&](E &e, Value j) { return keyOf(e, h, j); }, t);
+  };
   // Cut link t (t < last middle token) of head h.
   auto cut = [&](E &e, Value h, const Regions &r, Value t) {
-    Selection s = selectionOf(e, sel, h);
     Value inner =
         e.cmp(arith::CmpIPredicate::slt, t, e.sub(r.recentStart, e.idx(1)));
     // Read the link only inside the middle (it may not exist otherwise).
     return e.ifElse(
         inner,
-        [&](E &e) -> Values { return {isSelected(e, s, keyOf(e, h, t), t)}; },
+        [&](E &e) -> Values { return {cutAt(e, h, t)}; },
         [&](E &e) -> Values {
           return {arith::ConstantIntOp::create(e.b, 0, 1)};
         })[0];

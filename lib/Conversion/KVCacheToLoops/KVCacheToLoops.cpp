@@ -178,6 +178,8 @@ struct MergeSetsParams {
   int64_t sink, recent, middle;
   bool threshold;
   double eps;
+  int64_t heavy = 0;
+  Value scores = {}; // [H, L] f32 buffer, needed when heavy > 0
 };
 
 /// Merge-set identification of one head: selects the cut links of the
@@ -190,6 +192,22 @@ void emitMergeSetsHead(Emitter &e, Value head, Value length, Value sim,
   auto keyOf = [&](Emitter &e, Value t) {
     return orderedKey(e, e.load(sim, {head, t}));
   };
+  auto countFn = [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
+    return e.count(lb, ub, pred);
+  };
+  if (p.heavy > 0) {
+    auto scoreKeyOf = [&](Emitter &e, Value t) {
+      return heavyKey(e, e.load(p.scores, {head, t}));
+    };
+    MergeCutSelections s =
+        selectMergeCutsWithHeavy(e, r, p.middle, p.heavy, p.threshold, p.eps,
+                                 length, countFn, keyOf, scoreKeyOf);
+    emitMergeSlotMap(e, head, length, r, slots, lengths, scratch,
+                     [&](Emitter &e, Value t) {
+                       return isMergeCut(e, s, scoreKeyOf, length, keyOf, t);
+                     });
+    return;
+  }
   Selection s = selectMergeCuts(
       e, r, p.middle, p.threshold, p.eps,
       [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
@@ -221,6 +239,9 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
       static_cast<int64_t>(op.getSink()), static_cast<int64_t>(op.getRecent()),
       static_cast<int64_t>(op.getMiddle()),
       op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
+  p.heavy = op.getHeavy();
+  if (p.heavy > 0)
+    p.scores = e.toBuffer(op.getScores());
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     emitMergeSetsHead(e, ivs[0], length, sim, slots, lengths, scratch, p);
   });
@@ -606,6 +627,8 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
       static_cast<int64_t>(op.getSink()), static_cast<int64_t>(op.getRecent()),
       static_cast<int64_t>(op.getMiddle()),
       op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
+  p.heavy = op.getHeavy();
+  p.scores = m.scores;
   Type simType = computeType(kt);
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     Value head = ivs[0];

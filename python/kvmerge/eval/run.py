@@ -54,21 +54,31 @@ class PolicySpec:
     label: str
     policy: str
     mode: str = "budget"
-    sigma: object = "auto"
+    sigma: object = "paper"
     count_bias: bool = False
     note: str = ""
+    heavy: object = None        # kvmerger only; None: floor((Mb - 1) / 2) (spec v2)
+    normalize: bool = False     # scores / number of queries that see each token
+    layer_budgets: bool = False  # per-layer budgets from kvmerge.calibrate (same total memory)
 
 
 MAIN_POLICIES = [
     PolicySpec("full", "full", note="no compression"),
     PolicySpec("streaming", "streaming", note="sink + newest"),
     PolicySpec("h2o", "h2o", note="sink + recent + top accumulated attention"),
-    PolicySpec("kvmerger", "kvmerger", note="spec defaults: budget mode, sigma=auto"),
+    PolicySpec("kvmerger", "kvmerger", note="spec v2 defaults: heavy hitters, budget mode, sigma=paper"),
+    PolicySpec("kvmerger-v1", "kvmerger", heavy=0, sigma="auto",
+               note="spec v1: no heavy hitters, sigma=auto"),
 ]
 VARIANT_POLICIES = [
+    PolicySpec("h2o-norm", "h2o", normalize=True,
+               note="scores divided by the number of queries that see each token"),
+    PolicySpec("kvmerger-norm", "kvmerger", normalize=True, note="v2 with normalized scores"),
+    PolicySpec("kvmerger-norm+layers", "kvmerger", normalize=True, layer_budgets=True,
+               note="v2, normalized scores, per-layer budgets (kvmerge.calibrate, equal total)"),
     PolicySpec("kvmerger-threshold", "kvmerger", mode="threshold",
                note="threshold mode, eps (may use fewer slots than B)"),
-    PolicySpec("kvmerger-sigma-paper", "kvmerger", sigma="paper", note="sigma='paper'"),
+    PolicySpec("kvmerger-sigma-auto", "kvmerger", sigma="auto", note="v2 heavy hitters, sigma='auto'"),
     PolicySpec("kvmerger+count_bias", "kvmerger", count_bias=True,
                note="log(count) logit bias (not in the paper)"),
 ]
@@ -89,6 +99,7 @@ class EvalConfig:
     out: Optional[str] = None
     md_name: str = "results.md"
     quick: bool = False
+    calib_doc: Optional[str] = None   # calibration text of per-layer budgets (default: not an eval doc)
 
     def policies(self):
         return MAIN_POLICIES + (VARIANT_POLICIES if self.variants else [])
@@ -224,6 +235,19 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
     hist_k = np.zeros((nl, nbins), np.int64)
     hist_v = np.zeros((nl, nbins), np.int64)
     t_prefill = t_cont = t_comp = 0.0
+    weights = None
+    if any(p.layer_budgets for p in policies):
+        from .. import calibrate as _cal
+        calib = cfg.calib_doc or next(d for d in texts.list_documents() if d not in cfg.docs)
+        ctoks = np.asarray(texts.load_tokens(calib, model.tokenizer, L))
+        col = {}
+        model.forward(ctoks, KVCache.empty(mc), collect=col, logits=False)
+        cal = _cal.calibrate_from_keys(col["k"], ratio=0.5, eps=cfg.eps)
+        del col
+        weights = cal["weights"]
+        res["calibration"] = dict(cal, text=calib, tokens=int(L))
+        log(f"[eval] per-layer budgets calibrated on {calib}: weights "
+            f"{min(weights):.2f}..{max(weights):.2f}")
     try:
         for doc in cfg.docs:
             drec = {"name": doc, "title": texts.DOCUMENTS[doc].title,
@@ -239,6 +263,8 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
             V = col["v"]
             A = col["scores"]
             del col
+            # normalized scores: divide by the number of (causal, all-L) queries that see each token
+            A_norm = [a / (L - np.arange(L))[None, :].astype(a.dtype) for a in A]
             # ---- 2. observations
             mk, mv, sk_mean, sv_mean = [], [], [], []
             for li in range(nl):
@@ -279,12 +305,21 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
                     key = spec.label if r is None else f"{spec.label}@{r}"
                     t0 = time.perf_counter()
                     comp = []
+                    per_layer = None
+                    if spec.layer_budgets and r is not None:
+                        from .. import calibrate as _cal
+                        per_layer = _cal.layer_slots(weights, ratio=r, length=L)
                     for li in range(nl):
                         kw = dict(policy=spec.policy, sink=cfg.sink, mode=spec.mode,
                                   eps=cfg.eps, sigma=spec.sigma)
-                        if r is not None:
+                        if spec.policy == "kvmerger" and spec.heavy is not None:
+                            kw["heavy"] = spec.heavy
+                        if per_layer is not None:
+                            kw["budget"] = per_layer[li]
+                        elif r is not None:
                             kw["ratio"] = r
-                        comp.append(reference.compress(K[li], V[li], A[li], **kw))
+                        scores = A_norm[li] if spec.normalize else A[li]
+                        comp.append(reference.compress(K[li], V[li], scores, **kw))
                     t_comp += time.perf_counter() - t0
                     errs = []
                     for li in range(nl):
@@ -313,7 +348,7 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
                     drec["nll"][key] = nll.tolist()
                     if spec.policy != "full":
                         bar.step(f"{doc}: {key}")
-            del K, V, A
+            del K, V, A, A_norm
             res["docs"].append(drec)
     finally:
         bar.close()

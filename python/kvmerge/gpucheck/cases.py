@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[3]
 # boundaries between runs), eps = 0.75 cuts too many (the budget rule decides).
 REF_POLICIES: Tuple[Tuple[str, dict], ...] = (
     ("kvmerger-r0.5", dict(policy="kvmerger", ratio=0.5)),
-    ("kvmerger-paper-r0.35", dict(policy="kvmerger", ratio=0.35, sigma="paper")),
+    ("kvmerger-v1-r0.35", dict(policy="kvmerger", ratio=0.35, heavy=0, sigma="auto")),
     ("kvmerger-thr0.3-s0.7-r0.5", dict(policy="kvmerger", ratio=0.5, mode="threshold", eps=0.3, sigma=0.7)),
     ("h2o-r0.35", dict(policy="h2o", ratio=0.35)),
     ("streaming-r0.5", dict(policy="streaming", ratio=0.5)),
@@ -103,7 +103,8 @@ def resolve(L: int, kw: dict) -> dict:
     one = np.ones((1, L, 1), np.float32)
     a = reference.resolve_compress_args(one, one, one[..., 0], **kw)
     return dict(policy=a.policy, B=int(a.B), sink=int(a.sink), recent=int(a.recent), mode=a.mode,
-                eps=float(a.eps), sigma=a.sigma if isinstance(a.sigma, str) else float(a.sigma))
+                eps=float(a.eps), sigma=a.sigma if isinstance(a.sigma, str) else float(a.sigma),
+                heavy=int(a.heavy))
 
 
 def _seed(*parts) -> int:

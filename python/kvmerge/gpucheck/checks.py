@@ -128,9 +128,12 @@ def cuts(slot: torch.Tensor) -> torch.Tensor:
     return slot[:, 1:] != slot[:, :-1]
 
 
-def validate_kvmerger_slots(keys: torch.Tensor, slot: torch.Tensor, args: dict, delta: float = DELTA) -> Optional[str]:
+def validate_kvmerger_slots(keys: torch.Tensor, slot: torch.Tensor, args: dict, delta: float = DELTA,
+                            scores: Optional[torch.Tensor] = None) -> Optional[str]:
     """None if the slot map ``slot [H, L]`` is one the spec allows for ``keys`` up to near-ties
-    within ``delta`` of the float64 similarities; else why not."""
+    within ``delta`` of the float64 similarities; else why not.  With ``args["heavy"] > 0`` the
+    heavy hitters come from ``scores`` (exact inputs, no slack): links touching them must be cut,
+    and the rules apply to the other middle links with ``Bm - n_seg`` cuts per head (spec v2)."""
     sim = torch_ref.adjacent_similarity(keys.to(torch.float64))
     H, L = slot.shape
     sink, recent, B, mode, eps = args["sink"], args["recent"], args["B"], args["mode"], args["eps"]
@@ -148,13 +151,17 @@ def validate_kvmerger_slots(keys: torch.Tensor, slot: torch.Tensor, args: dict, 
     nlinks = max(0, hi - lo)
     if nlinks == 0:
         return None
+    heavy = int(args.get("heavy", 0) or 0)
+    if heavy > 0 and scores is None:
+        return "heavy hitters need the scores to be checked"
+    hmask = torch_ref.heavy_mask(scores.to(torch.float64), sink, recent, heavy) if heavy > 0 else None
     k = min(bm - 1, nlinks)
 
     def budget(ms, c) -> Optional[str]:
         n = int(c.sum())
         if n != k:
             return f"{n} middle links cut, the budget cuts exactly {k}"
-        if 0 < k < nlinks:
+        if 0 < k < ms.numel():
             top, bottom = float(ms[c].max()), float(ms[~c].min())
             if top > bottom + delta:
                 return (f"a cut link has similarity {top:.9f} above a merged link's {bottom:.9f} "
@@ -163,23 +170,34 @@ def validate_kvmerger_slots(keys: torch.Tensor, slot: torch.Tensor, args: dict, 
 
     def threshold(ms, c) -> Optional[str]:
         n = int(c.sum())
-        if n > bm - 1:
-            return f"{n} middle links cut, more than the budget's {bm - 1}"
+        if n > bm_h - 1:
+            return f"{n} middle links cut, more than the budget's {bm_h - 1}"
         if n and float(ms[c].max()) >= eps + delta:
             return f"a link with similarity {float(ms[c].max()):.9f} >= eps = {eps} was cut"
-        if n < nlinks and float(ms[~c].min()) < eps - delta:
+        if n < ms.numel() and float(ms[~c].min()) < eps - delta:
             return f"a link with similarity {float(ms[~c].min()):.9f} < eps = {eps} was merged"
         return None
 
     for h in range(H):
         ms, c = sim[h, lo:hi], c_all[h, lo:hi]
+        if hmask is not None:
+            hv = hmask[h, lo:L - recent]
+            forced = hv[:-1] | hv[1:]
+            if not bool(c[forced].all()):
+                return f"head {h}: a link touching a heavy hitter was merged"
+            nseg = int((~hv & torch.cat((torch.ones(1, dtype=torch.bool), hv[:-1]))).sum())
+            ms, c = ms[~forced], c[~forced]
+            k = min(bm - heavy - nseg, int(ms.numel()))
+            bm_h = k + 1  # threshold: at most k cuts among the free links
+        else:
+            bm_h = bm
         if mode == "budget":
             why = budget(ms, c)
         else:  # the spec: threshold cuts, unless more than bm - 1 links are below eps
             rules = []
-            if int((ms < eps - delta).sum()) <= bm - 1:
+            if int((ms < eps - delta).sum()) <= bm_h - 1:
                 rules.append(threshold)
-            if int((ms < eps + delta).sum()) > bm - 1:
+            if int((ms < eps + delta).sum()) > bm_h - 1:
                 rules.append(budget)
             whys = [rule(ms, c) for rule in rules]
             why = None if any(w is None for w in whys) else "; ".join(w for w in whys if w)
@@ -203,7 +221,7 @@ def check_compress(args: dict, keys, values, scores, got: Dict[str, torch.Tensor
         slot = torch_ref.slot_map_from_counts(got["counts"], got["lengths"], L)
     except ValueError as e:
         return dict(status="FAIL", problems=problems + [str(e)], note="")
-    why = validate_kvmerger_slots(keys, slot, args, delta)
+    why = validate_kvmerger_slots(keys, slot, args, delta, scores=scores)
     if why:
         return dict(status="FAIL", problems=problems + [f"the kernel's slot map is not the spec's: {why}"], note="")
     exp_slot = torch_ref.slot_map_from_counts(exp["counts"], exp["lengths"], L)

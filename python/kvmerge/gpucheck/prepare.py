@@ -50,7 +50,8 @@ def _source(name: str, sig: dict) -> str:
         H, L, D = sig["shape"]
         a = sig["args"]
         return _rename(compress_module((H, L, D), (H, L, D), dt, policy=a["policy"], B=a["B"], sink=a["sink"],
-                                       recent=a["recent"], mode=a["mode"], eps=a["eps"], sigma=a["sigma"]),
+                                       recent=a["recent"], mode=a["mode"], eps=a["eps"], sigma=a["sigma"],
+                                       heavy=a.get("heavy") if a["policy"] == "kvmerger" else None),
                        "compress", name)
     H, S, D = sig["shape"]
     return _rename(attention_module((sig["q_heads"], 1, D), (H, S, D), (H, S, D), dt, count_bias=sig["count_bias"],
@@ -94,8 +95,9 @@ def prepare(out, config: Config = Config(), *, target: str = "cuda", chip: str =
         if case["kind"] == "compress":
             k, v, a = arrays.data(grid.data[case["data"]])
             x = case["args"]
+            hv = {"heavy": x["heavy"]} if x["policy"] == "kvmerger" and "heavy" in x else {}
             res = reference.compress(k, v, a, policy=x["policy"], budget=x["B"], sink=x["sink"], recent=x["recent"],
-                                     mode=x["mode"], eps=x["eps"], sigma=x["sigma"])
+                                     mode=x["mode"], eps=x["eps"], sigma=x["sigma"], **hv)
             for name in COMPRESS_RESULTS:
                 expected[case_key(case["id"], name)] = res[name]
             if x["policy"] == "kvmerger":

@@ -177,7 +177,8 @@ def _compress(run: Run, arrays: Arrays, case: dict, data: dict):
     else:
         x = case["args"]
         exp = torch_ref.compress(*data["t"], policy=x["policy"], B=x["B"], sink=x["sink"], recent=x["recent"],
-                                 mode=x["mode"], eps=x["eps"], sigma=x["sigma"])
+                                 mode=x["mode"], eps=x["eps"], sigma=x["sigma"],
+                                 heavy=x.get("heavy", 0))
     verdict = checks.check_compress(case["args"], *data["t"], got, exp, case["dtype"])
     verdict["slots"] = [int(n) for n in got["lengths"].tolist()]
     return verdict, got
@@ -361,7 +362,7 @@ def timing(run: Run, reps: Optional[int] = None) -> None:
                 call_ms = run.call_ms(art, fn, inputs, max(3, n // 2))
                 torch_ms = run.time_ms(lambda: torch_ref.compress(k, v, a, policy=x["policy"], B=x["B"], sink=x["sink"],
                                                                   recent=x["recent"], mode=x["mode"], eps=x["eps"],
-                                                                  sigma=x["sigma"]), n_torch)
+                                                                  sigma=x["sigma"], heavy=x.get("heavy", 0)), n_torch)
                 B = x["B"]
                 moved = kv_bytes + a.numel() * 4 + 2 * nbytes((H, B, D), d["dtype"]) + H * B * 12 + H * 4
                 row = dict(L=L, policy=c["id"].split("/")[-1], dtype=d["dtype"], B=B, kernels_ms=kern_ms,

@@ -20,10 +20,27 @@
 // CHECK: return
 func.func @compress(%k: tensor<2x16x4xf16>, %v: tensor<2x16x4xf16>, %a: tensor<2x16xf32>)
     -> (tensor<2x8x4xf16>, tensor<2x8x4xf16>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>) {
-  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 8, sink = 2>}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 8, sink = 2, heavy = 0, sigma = auto>}
       : tensor<2x16x4xf16>, tensor<2x16x4xf16>, tensor<2x16xf32>
       -> tensor<2x8x4xf16>, tensor<2x8x4xf16>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
   return %0#0, %0#1, %0#2, %0#3, %0#4, %0#5 : tensor<2x8x4xf16>, tensor<2x8x4xf16>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
+}
+
+// -----
+
+// Spec v2: heavy hitters; one generic per head selects both the heavy hitters
+// and the cuts from the similarities and the scores.
+// CHECK-LABEL: func @compress_heavy
+// CHECK-NOT: kvcache.
+// CHECK: linalg.generic {{.*}} outs(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<2xi32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>)
+// CHECK:   tensor.extract %arg2
+// CHECK: return
+func.func @compress_heavy(%k: tensor<2x32x4xf32>, %v: tensor<2x32x4xf32>, %a: tensor<2x32xf32>)
+    -> (tensor<2x16x4xf32>, tensor<2xi32>) {
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 16, heavy = 3>}
+      : tensor<2x32x4xf32>, tensor<2x32x4xf32>, tensor<2x32xf32>
+      -> tensor<2x16x4xf32>, tensor<2x16x4xf32>, tensor<2x16xi32>, tensor<2x16xi32>, tensor<2x16xf32>, tensor<2xi32>
+  return %0#0, %0#5 : tensor<2x16x4xf32>, tensor<2xi32>
 }
 
 // -----

@@ -49,7 +49,7 @@ func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32
 // -----
 
 func.func @f(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tensor<2x16xf32>) {
-  // expected-error @+1 {{unknown policy parameter 'window', expected ratio, slots, sink, recent, mode, eps or sigma}}
+  // expected-error @+1 {{unknown policy parameter 'window', expected ratio, slots, sink, recent, heavy, mode, eps or sigma}}
   %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, ratio = 0.5, window = 3>} : tensor<2x16x8xf32>, tensor<2x16x8xf32>, tensor<2x16xf32> -> tensor<2x8x8xf32>, tensor<2x8x8xf32>, tensor<2x8xi32>, tensor<2x8xi32>, tensor<2x8xf32>, tensor<2xi32>
   return
 }
@@ -743,5 +743,41 @@ func.func @f(%c: tensor<2x16x8xf32>, %a: tensor<2x2x8xf32>, %l: tensor<2xi32>) {
 func.func @f(%c: tensor<2x16x8xf32>, %a: tensor<2x2x8xf16>, %l: tensor<2xi32>) {
   // expected-error @+1 {{'kvcache.append' op failed to verify that all of {cache, added, result} have same element type}}
   %r, %n = kvcache.append %c, %a lengths(%l) : tensor<2x16x8xf32>, tensor<2x2x8xf16>, tensor<2xi32> -> tensor<2x18x8xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @heavy_too_many(%k: tensor<2x32x4xf32>, %v: tensor<2x32x4xf32>, %a: tensor<2x32xf32>) {
+  // expected-error @+1 {{'heavy' (4) needs 2 * heavy + 1 <= the 8 middle slots of a budget of 16 slots (at most 3)}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 16, heavy = 4>}
+      : tensor<2x32x4xf32>, tensor<2x32x4xf32>, tensor<2x32xf32>
+      -> tensor<2x16x4xf32>, tensor<2x16x4xf32>, tensor<2x16xi32>, tensor<2x16xi32>, tensor<2x16xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @heavy_not_h2o(%k: tensor<2x32x4xf32>, %v: tensor<2x32x4xf32>, %a: tensor<2x32xf32>) {
+  // expected-error @+1 {{'heavy' (heavy hitters kept out of merging) is a kvmerger parameter; policy 'h2o' does not take it}}
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<h2o, slots = 16, heavy = 1>}
+      : tensor<2x32x4xf32>, tensor<2x32x4xf32>, tensor<2x32xf32>
+      -> tensor<2x16x4xf32>, tensor<2x16x4xf32>, tensor<2x16xi32>, tensor<2x16xi32>, tensor<2x16xf32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @merge_sets_heavy_needs_scores(%s: tensor<2x31xf32>) {
+  // expected-error @+1 {{'heavy' (2) needs the scores operand to find the heavy hitters}}
+  %slot, %len = kvcache.merge_sets %s sink(4) recent(4) middle(8) heavy(2) mode(budget) : tensor<2x31xf32> -> tensor<2x32xi32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @merge_sets_heavy_too_many(%s: tensor<2x31xf32>, %a: tensor<2x32xf32>) {
+  // expected-error @+1 {{'heavy' (4) needs 2 * heavy + 1 <= middle (8)}}
+  %slot, %len = kvcache.merge_sets %s scores(%a : tensor<2x32xf32>) sink(4) recent(4) middle(8) heavy(4) mode(budget) : tensor<2x31xf32> -> tensor<2x32xi32>, tensor<2xi32>
   return
 }

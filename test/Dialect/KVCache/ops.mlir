@@ -102,11 +102,11 @@ func.func @compress(%k: tensor<3x128x64xbf16>, %v: tensor<3x128x64xbf16>, %a: te
   %3:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, sigma = 1.5, eps = 0.8, mode = threshold, ratio = 0.5>}
       : tensor<3x128x64xbf16>, tensor<3x128x64xbf16>, tensor<3x128xf32>
       -> tensor<3x64x64xbf16>, tensor<3x64x64xbf16>, tensor<3x64xi32>, tensor<3x64xi32>, tensor<3x64xf32>, tensor<3xi32>
-  // CHECK: {policy = #kvcache.policy<kvmerger, slots = 32, sigma = paper>} : tensor<3x?x64xbf16>
+  // CHECK: {policy = #kvcache.policy<kvmerger, slots = 32, heavy = 3, sigma = auto>} : tensor<3x?x64xbf16>
   %kd = tensor.cast %k : tensor<3x128x64xbf16> to tensor<3x?x64xbf16>
   %vd = tensor.cast %v : tensor<3x128x64xbf16> to tensor<3x?x64xbf16>
   %ad = tensor.cast %a : tensor<3x128xf32> to tensor<3x?xf32>
-  %4:6 = kvcache.compress %kd, %vd, %ad {policy = #kvcache.policy<kvmerger, slots = 32, sigma = paper, mode = budget, eps = 0.75>}
+  %4:6 = kvcache.compress %kd, %vd, %ad {policy = #kvcache.policy<kvmerger, slots = 32, heavy = 3, sigma = auto, mode = budget, eps = 0.75>}
       : tensor<3x?x64xbf16>, tensor<3x?x64xbf16>, tensor<3x?xf32>
       -> tensor<3x32x64xbf16>, tensor<3x32x64xbf16>, tensor<3x32xi32>, tensor<3x32xi32>, tensor<3x32xf32>, tensor<3xi32>
   return

@@ -32,7 +32,7 @@ func.func @main() {
   %v = arith.constant dense<[[[0.0, 0.0], [1.0, -1.0], [2.0, -2.0], [3.0, -3.0],
                               [4.0, -4.0], [5.0, -5.0], [6.0, -6.0], [7.0, -7.0]]]> : tensor<1x8x2xf32>
   %a = arith.constant dense<[[1.0, 1.0, 1.0, 5.0, 1.0, 1.0, 1.0, 1.0]]> : tensor<1x8xf32>
-  %r:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 5, sink = 1, recent = 1>}
+  %r:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 5, sink = 1, recent = 1, heavy = 0, sigma = auto>}
       : tensor<1x8x2xf32>, tensor<1x8x2xf32>, tensor<1x8xf32>
       -> tensor<1x5x2xf32>, tensor<1x5x2xf32>, tensor<1x5xi32>, tensor<1x5xi32>, tensor<1x5xf32>, tensor<1xi32>
   %k2 = bufferization.to_buffer %r#0 : tensor<1x5x2xf32> to memref<1x5x2xf32>

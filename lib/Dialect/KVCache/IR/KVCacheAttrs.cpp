@@ -116,11 +116,11 @@ Attribute PolicyAttr::parse(AsmParser &parser, Type) {
   }
 
   std::optional<llvm::APFloat> ratio;
-  std::optional<int64_t> slots, recent;
+  std::optional<int64_t> slots, recent, heavy;
   int64_t sink = kDefaultSink;
   MergeMode mode = MergeMode::budget;
   double eps = kDefaultEps;
-  SigmaAttr sigma = SigmaAttr::get(ctx, SigmaKind::automatic);
+  SigmaAttr sigma = SigmaAttr::get(ctx, SigmaKind::paper);
   llvm::StringSet<> seen;
 
   while (succeeded(parser.parseOptionalComma())) {
@@ -137,7 +137,8 @@ Attribute PolicyAttr::parse(AsmParser &parser, Type) {
       if (parser.parseFloat(r))
         return {};
       ratio = llvm::APFloat(r);
-    } else if (key == "slots" || key == "sink" || key == "recent") {
+    } else if (key == "slots" || key == "sink" || key == "recent" ||
+               key == "heavy") {
       int64_t v;
       if (parser.parseInteger(v))
         return {};
@@ -145,6 +146,8 @@ Attribute PolicyAttr::parse(AsmParser &parser, Type) {
         slots = v;
       else if (key == "sink")
         sink = v;
+      else if (key == "heavy")
+        heavy = v;
       else
         recent = v;
     } else if (key == "mode") {
@@ -174,7 +177,8 @@ Attribute PolicyAttr::parse(AsmParser &parser, Type) {
         return {};
     } else {
       parser.emitError(keyLoc, "unknown policy parameter '")
-          << key << "', expected ratio, slots, sink, recent, mode, eps or sigma";
+          << key
+          << "', expected ratio, slots, sink, recent, heavy, mode, eps or sigma";
       return {};
     }
   }
@@ -182,7 +186,7 @@ Attribute PolicyAttr::parse(AsmParser &parser, Type) {
     return {};
   return PolicyAttr::getChecked(
       [&] { return parser.emitError(parser.getNameLoc()); }, ctx, *kind, ratio,
-      slots, sink, recent, mode, llvm::APFloat(eps), sigma);
+      slots, sink, recent, heavy, mode, llvm::APFloat(eps), sigma);
 }
 
 void PolicyAttr::print(AsmPrinter &printer) const {
@@ -197,13 +201,15 @@ void PolicyAttr::print(AsmPrinter &printer) const {
     printer << ", sink = " << getSink();
   if (getRecent())
     printer << ", recent = " << *getRecent();
+  if (getHeavy())
+    printer << ", heavy = " << *getHeavy();
   if (getMode() != MergeMode::budget)
     printer << ", mode = " << stringifyMergeMode(getMode());
   if (getEps().convertToDouble() != kDefaultEps) {
     printer << ", eps = ";
     printer.printFloat(getEps());
   }
-  if (getSigma().getKind() != SigmaKind::automatic) {
+  if (getSigma().getKind() != SigmaKind::paper) {
     printer << ", sigma = ";
     printSigmaBody(printer, getSigma());
   }
@@ -214,7 +220,8 @@ LogicalResult PolicyAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  PolicyKind kind,
                                  std::optional<llvm::APFloat> ratio,
                                  std::optional<int64_t> slots, int64_t sink,
-                                 std::optional<int64_t> recent, MergeMode mode,
+                                 std::optional<int64_t> recent,
+                                 std::optional<int64_t> heavy, MergeMode mode,
                                  llvm::APFloat eps, SigmaAttr sigma) {
   if (kind == PolicyKind::full) {
     if (ratio || slots)
@@ -253,6 +260,12 @@ LogicalResult PolicyAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (recent && *recent > kMaxSlots)
     return emitError() << "'recent' must be at most " << kMaxSlots
                        << " (positions and lengths are i32), got " << *recent;
+  if (heavy && kind != PolicyKind::kvmerger)
+    return emitError() << "'heavy' (heavy hitters kept out of merging) is a "
+                          "kvmerger parameter; policy '"
+                       << stringifyPolicyKind(kind) << "' does not take it";
+  if (heavy && *heavy < 0)
+    return emitError() << "'heavy' must be non-negative, got " << *heavy;
   double e = eps.convertToDouble();
   if (!(e >= -1.0 && e <= 1.0))
     return emitError() << "'eps' is a cosine similarity and must be in "
@@ -270,6 +283,15 @@ int64_t PolicyAttr::getRecentFor(int64_t budget) const {
     return *getRecent();
   // ceil(budget / 4) without overflowing for budgets near INT64_MAX.
   return budget / 4 + (budget % 4 != 0);
+}
+
+int64_t PolicyAttr::getHeavyFor(int64_t budget) const {
+  if (getKind() != PolicyKind::kvmerger)
+    return 0;
+  if (getHeavy())
+    return *getHeavy();
+  int64_t middle = budget - getSink() - getRecentFor(budget);
+  return middle < 1 ? 0 : (middle - 1) / 2;
 }
 
 int64_t PolicyAttr::getBudget(int64_t length) const {

@@ -247,6 +247,18 @@ static LogicalResult verifySetsOp(Operation *op, Type slots, Type lengths,
   return success();
 }
 
+/// `heavy` heavy hitters leave room for their segments' runs in `middle`.
+static LogicalResult verifyHeavy(Operation *op, int64_t heavy,
+                                 int64_t middle) {
+  if (heavy < 0)
+    return op->emitOpError() << "'heavy' must be non-negative, got " << heavy;
+  if (2 * heavy + 1 > middle)
+    return op->emitOpError() << "'heavy' (" << heavy
+                             << ") needs 2 * heavy + 1 <= middle (" << middle
+                             << ")";
+  return success();
+}
+
 LogicalResult MergeSetsOp::verify() {
   ShapeChecker c{*this};
   if (failed(c.checkRank(getSimilarity().getType(), "similarity",
@@ -255,10 +267,19 @@ LogicalResult MergeSetsOp::verify() {
   if (static_cast<int64_t>(getMiddle()) < 1)
     return emitOpError() << "'middle' must be at least 1 slot, got "
                          << static_cast<int64_t>(getMiddle());
-  if (failed(verifyEps(*this, getEps().convertToDouble())))
+  if (failed(verifyEps(*this, getEps().convertToDouble())) ||
+      failed(verifyHeavy(*this, getHeavy(), getMiddle())))
     return failure();
   int64_t links = dim(getSimilarity(), 1);
   int64_t l = ShapedType::isDynamic(links) ? links : links + 1;
+  if (getHeavy() > 0 && !getScores())
+    return emitOpError() << "'heavy' (" << getHeavy()
+                         << ") needs the scores operand to find the heavy "
+                            "hitters";
+  if (getScores() &&
+      failed(c.check(getScores().getType(), "scores", "[Hkv, L]",
+                     {dim(getSimilarity(), 0), l})))
+    return failure();
   return verifySetsOp(*this, getSlots().getType(), getLengths().getType(),
                       dim(getSimilarity(), 0), l, getSink(), getRecent(),
                       getMiddle());
@@ -309,6 +330,7 @@ LogicalResult FusedMergeOp::verify() {
     return emitOpError() << "'middle' must be at least 1 slot, got "
                          << static_cast<int64_t>(getMiddle());
   if (failed(verifyEps(*this, getEps().convertToDouble())) ||
+      failed(verifyHeavy(*this, getHeavy(), getMiddle())) ||
       failed(c.check(getLengthsInit().getType(), "lengths", "[Hkv]", {h})) ||
       failed(verifyCounts(*this, getSink(), getRecent(), getMiddle())))
     return failure();
@@ -417,6 +439,14 @@ LogicalResult CompressOp::verify() {
                          << " slots leaves no slot for the middle after sink ("
                          << policy.getSink() << ") and recent ("
                          << policy.getRecentFor(budget) << ")";
+  } else {
+    int64_t middle = budget - policy.getSink() - policy.getRecentFor(budget);
+    int64_t heavy = policy.getHeavyFor(budget);
+    if (2 * heavy + 1 > middle)
+      return emitOpError() << "'heavy' (" << heavy
+                           << ") needs 2 * heavy + 1 <= the " << middle
+                           << " middle slots of a budget of " << budget
+                           << " slots (at most " << (middle - 1) / 2 << ")";
   }
   return success();
 }

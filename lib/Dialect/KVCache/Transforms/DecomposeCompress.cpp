@@ -69,8 +69,10 @@ struct DecomposeCompress : OpRewritePattern<CompressOp> {
       Value sim = SimilarityOp::create(
           rewriter, loc, RankedTensorType::get({h, links}, rewriter.getF32Type()),
           op.getKeys());
+      int64_t heavy = policy.getHeavyFor(*budget);
       auto sets = MergeSetsOp::create(
-          rewriter, loc, slotsType, lengthsType, sim, sink, recent, middle,
+          rewriter, loc, slotsType, lengthsType, sim,
+          heavy > 0 ? op.getScores() : Value(), sink, recent, middle, heavy,
           policy.getMode(), policy.getEps());
       slots = sets.getSlots();
       lengths = sets.getLengths();
@@ -101,8 +103,11 @@ struct DecomposeCompress : OpRewritePattern<CompressOp> {
         emptyLike(rewriter, loc, op.getCompressedScores().getType(),
                   op.getScores()),
         // `auto` is merge's default: leave the attribute out.
-        policy.getSigma().getKind() == SigmaKind::automatic ? SigmaAttr()
-                                                            : policy.getSigma());
+        // Eviction slot maps are singletons: no kernel width.
+        policy.getKind() != PolicyKind::kvmerger ||
+                policy.getSigma().getKind() == SigmaKind::automatic
+            ? SigmaAttr()
+            : policy.getSigma());
     rewriter.replaceOp(op, {merge.getMergedKeys(), merge.getMergedValues(),
                             merge.getPositions(), merge.getCounts(),
                             merge.getMergedScores(), lengths});

@@ -28,6 +28,9 @@ struct FuseMergeChain : OpRewritePattern<MergeOp> {
     if (!sim || sim.getKeys() != merge.getKeys())
       return rewriter.notifyMatchFailure(merge,
                                          "sets are not of these keys' links");
+    if (sets.getScores() && sets.getScores() != merge.getScores())
+      return rewriter.notifyMatchFailure(
+          merge, "heavy hitters of other scores than the merge's");
     auto lengthsType = cast<RankedTensorType>(sets.getLengths().getType());
     // lengths is [Hkv]: a dynamic Hkv is the keys' dim 0.
     SmallVector<Value> dynamicSizes;
@@ -42,7 +45,8 @@ struct FuseMergeChain : OpRewritePattern<MergeOp> {
         merge.getScores(), merge.getKeysInit(), merge.getValuesInit(),
         merge.getPositionsInit(), merge.getCountsInit(), merge.getScoresInit(),
         lengthsInit, sets.getSinkAttr(), sets.getRecentAttr(),
-        sets.getMiddleAttr(), sets.getModeAttr(), sets.getEpsAttr(),
+        sets.getMiddleAttr(), sets.getHeavyAttr(), sets.getModeAttr(),
+        sets.getEpsAttr(),
         merge.getSigmaAttr());
     // Other users of the slot map's lengths read the fused op's.
     rewriter.replaceAllUsesWith(sets.getLengths(), fused.getLengths());

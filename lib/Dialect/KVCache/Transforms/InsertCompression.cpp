@@ -18,6 +18,9 @@
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
+#include "llvm/Support/Format.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 namespace kvmerge::kvcache {
 #define GEN_PASS_DEF_KVCACHEINSERTCOMPRESSION
@@ -69,13 +72,12 @@ struct InsertCompressionPass
   /// Checks each option on its own, so that errors name the option (and
   /// no option text can inject policy parameters); the policy attribute's
   /// verifier checks how they combine.
-  LogicalResult checkOptions() {
+  LogicalResult checkOptions(StringRef b) {
     StringRef p = policy;
     if (p != "full" && p != "streaming" && p != "h2o" && p != "kvmerger")
       return optionError("policy=" + p +
                          ": expected full, streaming, h2o or kvmerger");
     std::string range = "[1, " + std::to_string(PolicyAttr::kMaxSlots) + "]";
-    StringRef b = budget;
     int64_t slots;
     double ratio;
     if (b.getAsInteger(10, slots) ? b.getAsDouble(ratio) ||
@@ -103,18 +105,22 @@ struct InsertCompressionPass
          !std::isfinite(sigmaValue)))
       return optionError("sigma=" + sigma +
                          ": expected auto, paper or a finite positive number");
+    if (heavy < -1 || heavy > PolicyAttr::kMaxSlots)
+      return optionError("heavy=" + Twine(heavy) +
+                         ": expected -1 (the policy's default) or an "
+                         "integer in [0, " +
+                         Twine(PolicyAttr::kMaxSlots) + "]");
     return success();
   }
 
   /// The policy attribute the options describe, checked by its verifier.
-  FailureOr<PolicyAttr> buildPolicy() {
-    if (failed(checkOptions()))
+  FailureOr<PolicyAttr> buildPolicy(StringRef b) {
+    if (failed(checkOptions(b)))
       return failure();
     std::string text;
     llvm::raw_string_ostream os(text);
     os << "#kvcache.policy<" << policy;
     if (policy != "full") {
-      StringRef b = budget;
       bool isRatio = b.contains('.') || b.contains('e');
       if (!isRatio) {
         int64_t slots;
@@ -129,9 +135,13 @@ struct InsertCompressionPass
       os << ", sink = " << sink;
       if (recent >= 0 && policy != "streaming")
         os << ", recent = " << recent;
+      if (policy == "kvmerger" && heavy >= 0)
+        os << ", heavy = " << heavy;
       if (policy == "kvmerger")
         os << ", mode = " << mode << ", eps = " << formatFloatLiteral(eps)
            << ", sigma = " << formatSigma();
+      else if (heavy >= 0)
+        os << ", heavy = " << heavy; // rejected by the verifier, by name
     }
     os << ">";
     std::string message;
@@ -165,12 +175,89 @@ struct InsertCompressionPass
                             "kvcache.attention";
       return signalPassFailure();
     }
-    FailureOr<PolicyAttr> policyAttr = buildPolicy();
+    FailureOr<PolicyAttr> policyAttr = buildPolicy(budget);
     if (failed(policyAttr))
       return signalPassFailure();
+    FailureOr<SmallVector<PolicyAttr>> perLayer = buildLayerPolicies();
+    if (failed(perLayer))
+      return signalPassFailure();
     for (auto func : module.getOps<func::FuncOp>())
-      if (!func.isExternal() && failed(processFunction(func, *policyAttr)))
+      if (!func.isExternal() &&
+          failed(processFunction(func, *policyAttr, *perLayer)))
         return signalPassFailure();
+  }
+
+  /// The budgets of `layer-budgets` or `budgets-file` (empty: none).
+  FailureOr<SmallVector<std::string>> layerBudgetTexts() {
+    Location loc = getOperation().getLoc();
+    if (!layerBudgets.empty() && !budgetsFile.empty()) {
+      mlir::emitError(loc) << "kvmerge-insert-compression: give one of "
+                              "layer-budgets and budgets-file, not both";
+      return failure();
+    }
+    SmallVector<std::string> texts(layerBudgets.begin(), layerBudgets.end());
+    if (budgetsFile.empty())
+      return texts;
+    auto buffer = llvm::MemoryBuffer::getFile(budgetsFile);
+    if (!buffer) {
+      mlir::emitError(loc) << "kvmerge-insert-compression: cannot read "
+                              "budgets-file '"
+                           << budgetsFile << "': "
+                           << buffer.getError().message();
+      return failure();
+    }
+    llvm::Expected<llvm::json::Value> json =
+        llvm::json::parse((*buffer)->getBuffer());
+    if (!json) {
+      mlir::emitError(loc) << "kvmerge-insert-compression: budgets-file '"
+                           << budgetsFile << "' is not JSON: "
+                           << llvm::toString(json.takeError());
+      return failure();
+    }
+    const llvm::json::Object *obj = json->getAsObject();
+    const llvm::json::Array *list =
+        obj ? obj->getArray("layer_budgets") : nullptr;
+    if (!list) {
+      mlir::emitError(loc) << "kvmerge-insert-compression: budgets-file '"
+                           << budgetsFile
+                           << "' has no \"layer_budgets\" list";
+      return failure();
+    }
+    for (const llvm::json::Value &v : *list) {
+      if (std::optional<int64_t> i = v.getAsInteger()) {
+        texts.push_back(std::to_string(*i));
+      } else if (std::optional<double> d = v.getAsNumber()) {
+        std::string t;
+        llvm::raw_string_ostream os(t);
+        os << llvm::format("%.17g", *d);
+        if (!StringRef(t).contains('.') && !StringRef(t).contains('e'))
+          t += ".0";
+        texts.push_back(t);
+      } else if (std::optional<StringRef> str = v.getAsString()) {
+        texts.push_back(str->str());
+      } else {
+        mlir::emitError(loc) << "kvmerge-insert-compression: budgets-file '"
+                             << budgetsFile
+                             << "': every layer budget must be a number";
+        return failure();
+      }
+    }
+    return texts;
+  }
+
+  /// One policy per per-layer budget (empty without per-layer budgets).
+  FailureOr<SmallVector<PolicyAttr>> buildLayerPolicies() {
+    FailureOr<SmallVector<std::string>> texts = layerBudgetTexts();
+    if (failed(texts))
+      return failure();
+    SmallVector<PolicyAttr> policies;
+    for (const std::string &t : *texts) {
+      FailureOr<PolicyAttr> p = buildPolicy(t);
+      if (failed(p))
+        return failure();
+      policies.push_back(*p);
+    }
+    return policies;
   }
 
   /// Where an attention's caches come from and go to.
@@ -228,7 +315,8 @@ struct InsertCompressionPass
     return c;
   }
 
-  LogicalResult processFunction(func::FuncOp func, PolicyAttr policyAttr) {
+  LogicalResult processFunction(func::FuncOp func, PolicyAttr policyAttr,
+                                ArrayRef<PolicyAttr> layerPolicies) {
     SmallVector<AttentionOp> attentions;
     func.walk([&](AttentionOp op) { attentions.push_back(op); });
     if (attentions.empty())
@@ -255,7 +343,20 @@ struct InsertCompressionPass
                                 << " of an attention in the function";
     }
 
-    unsigned lengthsUsed = 0;
+    // Per-layer budgets: one per compressed prefill attention, in order.
+    if (!layerPolicies.empty()) {
+      int64_t prefills = llvm::count_if(caches, [](const Caches &c) {
+        return !(c.keysConcat >= 0 && c.valuesConcat >= 0) &&
+               c.keysResult >= 0 && c.valuesResult >= 0;
+      });
+      if (prefills > 0 &&
+          prefills != static_cast<int64_t>(layerPolicies.size()))
+        return func.emitError()
+               << "kvmerge-insert-compression: " << layerPolicies.size()
+               << " per-layer budgets given, but this function compresses "
+               << prefills << " prefill attentions (one budget each)";
+    }
+    unsigned lengthsUsed = 0, prefillIndex = 0;
     for (auto [att, c] : llvm::zip(attentions, caches)) {
       bool decodeConcat = c.keysConcat >= 0 && c.valuesConcat >= 0;
       if (decodeConcat) {
@@ -273,7 +374,11 @@ struct InsertCompressionPass
                             << " are this attention's keys and values: "
                                "compressing them as a prefill cache (mark "
                                "them with kvcache.role to make it explicit)";
-        if (failed(compressPrefill(func, att, c, policyAttr)))
+        PolicyAttr layerPolicy = layerPolicies.empty()
+                                     ? policyAttr
+                                     : layerPolicies[prefillIndex];
+        ++prefillIndex;
+        if (failed(compressPrefill(func, att, c, layerPolicy)))
           return failure();
         continue;
       }

@@ -5,7 +5,8 @@
 // CHECK-LABEL: func @kvmerger
 // CHECK-SAME: (%[[K:.*]]: tensor<2x16x4xf16>, %[[V:.*]]: tensor<2x16x4xf16>, %[[A:.*]]: tensor<2x16xf32>)
 // CHECK: %[[S:.*]] = kvcache.similarity %[[K]] : tensor<2x16x4xf16> -> tensor<2x15xf32>
-// CHECK: %[[SL:.*]], %[[LEN:.*]] = kvcache.merge_sets %[[S]] sink(2) recent(2) middle(4) mode(threshold) eps(8.000000e-01)
+// Default heavy hitters: floor((4 - 1) / 2) = 1, found from the scores.
+// CHECK: %[[SL:.*]], %[[LEN:.*]] = kvcache.merge_sets %[[S]] scores(%[[A]] : tensor<2x16xf32>) sink(2) recent(2) middle(4) heavy(1) mode(threshold) eps(8.000000e-01)
 // CHECK: %[[MK:.*]], %[[MV:.*]], %[[P:.*]], %[[C:.*]], %[[MS:.*]] = kvcache.merge ins(%[[K]], %[[V]], %[[A]] : {{.*}}) slots(%[[SL]], %[[LEN]] : {{.*}}) outs({{.*}}) {sigma = #kvcache.sigma<paper>}
 // CHECK: return %[[MK]], %[[MV]], %[[P]], %[[C]], %[[MS]], %[[LEN]]
 func.func @kvmerger(%k: tensor<2x16x4xf16>, %v: tensor<2x16x4xf16>, %a: tensor<2x16xf32>)
@@ -49,7 +50,7 @@ func.func @streaming(%k: tensor<2x16x4xf32>, %v: tensor<2x16x4xf32>, %a: tensor<
 // map is dynamic.
 // CHECK-LABEL: func @dynamic_slots
 // CHECK: kvcache.similarity %{{.*}} : tensor<2x?x4xf32> -> tensor<2x?xf32>
-// CHECK: kvcache.merge_sets %{{.*}} sink(4) recent(4) middle(8) mode(budget) : tensor<2x?xf32> -> tensor<2x?xi32>, tensor<2xi32>
+// CHECK: kvcache.merge_sets %{{.*}} scores(%{{.*}} : tensor<2x?xf32>) sink(4) recent(4) middle(8) heavy(3) mode(budget) : tensor<2x?xf32> -> tensor<2x?xi32>, tensor<2xi32>
 func.func @dynamic_slots(%k: tensor<2x?x4xf32>, %v: tensor<2x?x4xf32>, %a: tensor<2x?xf32>) -> tensor<2x16x4xf32> {
   %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 16>}
       : tensor<2x?x4xf32>, tensor<2x?x4xf32>, tensor<2x?xf32>
@@ -78,4 +79,17 @@ func.func @dynamic_ratio(%k: tensor<2x?x4xf32>, %v: tensor<2x?x4xf32>, %a: tenso
       : tensor<2x?x4xf32>, tensor<2x?x4xf32>, tensor<2x?xf32>
       -> tensor<2x?x4xf32>, tensor<2x?x4xf32>, tensor<2x?xi32>, tensor<2x?xi32>, tensor<2x?xf32>, tensor<2xi32>
   return %0#0 : tensor<2x?x4xf32>
+}
+
+// -----
+
+// Spec v1 (heavy = 0): no scores for the slot map, auto sigma is merge's default.
+// CHECK-LABEL: func @kvmerger_v1
+// CHECK: kvcache.merge_sets %{{.*}} sink(4) recent(4) middle(8) mode(budget) :
+// CHECK: kvcache.merge ins({{.*}}) slots({{.*}}) outs({{.*}}){{$}}
+func.func @kvmerger_v1(%k: tensor<2x32x4xf32>, %v: tensor<2x32x4xf32>, %a: tensor<2x32xf32>) -> tensor<2x16x4xf32> {
+  %0:6 = kvcache.compress %k, %v, %a {policy = #kvcache.policy<kvmerger, slots = 16, heavy = 0, sigma = auto>}
+      : tensor<2x32x4xf32>, tensor<2x32x4xf32>, tensor<2x32xf32>
+      -> tensor<2x16x4xf32>, tensor<2x16x4xf32>, tensor<2x16xi32>, tensor<2x16xi32>, tensor<2x16xf32>, tensor<2xi32>
+  return %0#0 : tensor<2x16x4xf32>
 }

@@ -62,8 +62,9 @@ class KVCache_Attr<string name, string attrMnemonic, list<Trait> traits = []>
 def KVCache_SigmaAttr : KVCache_Attr<"Sigma", "sigma"> {
   let summary = "Gaussian kernel width of the weighted merge";
   let description = [{
-    `#kvcache.sigma<auto>` (default): `sigma^2` is the mean squared distance
-    of the set's keys to the pivot. `#kvcache.sigma<paper>`: the paper's
+    `#kvcache.sigma<auto>` (the default of `kvcache.merge`): `sigma^2` is the
+    mean squared distance of the set's keys to the pivot.
+    `#kvcache.sigma<paper>` (the default of `#kvcache.policy`): the paper's
     two-step definition. `#kvcache.sigma<0.5>`: a fixed positive value.
   }];
   let parameters = (ins EnumParameter<KVCache_SigmaKind>:$kind,
@@ -90,13 +91,16 @@ def KVCache_PolicyAttr : KVCache_Attr<"Policy", "policy"> {
     #kvcache.policy<streaming, slots = 512, sink = 4>
     #kvcache.policy<h2o, ratio = 0.5>
     #kvcache.policy<kvmerger, ratio = 0.35, sink = 4, recent = 32,
-                    mode = threshold, eps = 0.8, sigma = auto>
+                    heavy = 8, mode = threshold, eps = 0.8, sigma = auto>
     ```
 
     Exactly one of `ratio` (budget `B = ceil(ratio * L)`) and `slots`
     (budget `B`) is given, except for `full`, which takes neither. `sink`
-    defaults to 4, `recent` to `ceil(B / 4)`, `mode` to `budget`, `eps` to
-    0.75 and `sigma` to `auto`; defaults are not printed.
+    defaults to 4, `recent` to `ceil(B / 4)`, `heavy` (kvmerger only: the
+    heavy hitters kept out of merging, spec v2) to `floor((Mb - 1) / 2)`
+    with `Mb = B - sink - recent`, `mode` to `budget`, `eps` to 0.75 and
+    `sigma` to `paper`; defaults are not printed. `heavy = 0, sigma = auto`
+    is the spec's version 1. `kvcache.compress` checks `2 * heavy + 1 <= Mb`.
   }];
   let parameters = (ins
     EnumParameter<KVCache_PolicyKind>:$kind,
@@ -104,6 +108,7 @@ def KVCache_PolicyAttr : KVCache_Attr<"Policy", "policy"> {
     OptionalParameter<"std::optional<int64_t>">:$slots,
     "int64_t":$sink,
     OptionalParameter<"std::optional<int64_t>">:$recent,
+    OptionalParameter<"std::optional<int64_t>">:$heavy,
     EnumParameter<KVCache_MergeMode>:$mode,
     APFloatParameter<"similarity threshold">:$eps,
     "SigmaAttr":$sigma
@@ -120,6 +125,8 @@ def KVCache_PolicyAttr : KVCache_Attr<"Policy", "policy"> {
     int64_t getBudget(int64_t length) const;
     /// The number of always-kept newest tokens for budget `budget`.
     int64_t getRecentFor(int64_t budget) const;
+    /// The number of heavy hitters for budget `budget` (kvmerger; 0 else).
+    int64_t getHeavyFor(int64_t budget) const;
     /// The budget if it does not depend on the cache length (`slots`).
     std::optional<int64_t> getStaticBudget() const;
   }];

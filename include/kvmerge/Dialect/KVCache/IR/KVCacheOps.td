@@ -61,22 +61,37 @@ def KVCache_MergeSetsOp : KVCache_Op<"merge_sets", [Pure]> {
     than `middle` runs, only the `middle - 1` lowest links stay cut.
     If the middle has no more than `middle` tokens every token is its own run.
 
+    `heavy(N)` (spec v2, needs `scores`): the `N` middle tokens with the
+    largest score (ties: the newer) are heavy hitters, each its own slot and
+    never merged; they split the other middle tokens into `n_seg` segments,
+    no run crosses a segment border, and the cuts are counted per segment:
+    `middle - N - n_seg` weakest links (budget), or the links below `eps`
+    unless they are more (threshold). `2 * N + 1 <= middle`. `heavy(0)`
+    (the default) is the spec's version 1.
+
     ```mlir
     %slot, %len = kvcache.merge_sets %s sink(4) recent(16) middle(44)
         mode(budget) : tensor<3x127xf32> -> tensor<3x128xi32>, tensor<3xi32>
+    %slot, %len = kvcache.merge_sets %s scores(%a : tensor<3x128xf32>)
+        sink(4) recent(16) middle(44) heavy(21) mode(budget)
+        : tensor<3x127xf32> -> tensor<3x128xi32>, tensor<3xi32>
     ```
   }];
   let arguments = (ins
     KVCache_F32Tensor:$similarity,
+    Optional<KVCache_F32Tensor>:$scores,
     ConfinedAttr<I64Attr, [IntNonNegative]>:$sink,
     ConfinedAttr<I64Attr, [IntNonNegative]>:$recent,
     I64Attr:$middle,
+    DefaultValuedAttr<I64Attr, "0">:$heavy,
     KVCache_MergeModeAttr:$mode,
     DefaultValuedAttr<F64Attr, "0.75">:$eps);
   let results = (outs KVCache_I32Tensor:$slots, KVCache_I32Tensor:$lengths);
   let assemblyFormat = [{
-    $similarity `sink` `(` $sink `)` `recent` `(` $recent `)`
-    `middle` `(` $middle `)` `mode` `(` custom<MergeMode>($mode) `)` (`eps` `(` $eps^ `)`)?
+    $similarity (`scores` `(` $scores^ `:` type($scores) `)`)?
+    `sink` `(` $sink `)` `recent` `(` $recent `)`
+    `middle` `(` $middle `)` (`heavy` `(` $heavy^ `)`)?
+    `mode` `(` custom<MergeMode>($mode) `)` (`eps` `(` $eps^ `)`)?
     attr-dict `:` type($similarity) `->` type($slots) `,` type($lengths)
   }];
   let hasVerifier = 1;
@@ -226,6 +241,7 @@ def KVCache_FusedMergeOp : KVCache_Op<"fused_merge", [
     ConfinedAttr<I64Attr, [IntNonNegative]>:$sink,
     ConfinedAttr<I64Attr, [IntNonNegative]>:$recent,
     I64Attr:$middle,
+    DefaultValuedAttr<I64Attr, "0">:$heavy,
     KVCache_MergeModeAttr:$mode,
     DefaultValuedAttr<F64Attr, "0.75">:$eps,
     OptionalAttr<KVCache_SigmaAttr>:$sigma);
@@ -241,7 +257,8 @@ def KVCache_FusedMergeOp : KVCache_Op<"fused_merge", [
       type($values_init) `,` type($positions_init) `,` type($counts_init)
       `,` type($scores_init) `,` type($lengths_init) `)`
     `sink` `(` $sink `)` `recent` `(` $recent `)`
-    `middle` `(` $middle `)` `mode` `(` custom<MergeMode>($mode) `)`
+    `middle` `(` $middle `)` (`heavy` `(` $heavy^ `)`)?
+    `mode` `(` custom<MergeMode>($mode) `)`
     (`eps` `(` $eps^ `)`)? attr-dict
   }];
   let hasVerifier = 1;

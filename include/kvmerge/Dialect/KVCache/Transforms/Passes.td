@@ -88,6 +88,15 @@ def KVCacheInsertCompression
     `budget=512` (slots, at most 2^31 - 1). Each option is checked on its
     own (the error names it); how they combine is checked by the policy
     attribute's verifier. A module without any attention is an error.
+
+    **Per-layer budgets**: `layer-budgets=0.6,0.4,...` (each a ratio or a
+    number of slots, like `budget`) or `budgets-file=path` (a JSON file with
+    a `"layer_budgets"` list, as written by `python -m kvmerge.calibrate`):
+    the i-th prefill attention of a function (in function order) that is
+    compressed gets the i-th budget; the count must match. They replace
+    `budget`. `heavy=N` sets the heavy hitters of `kvmerger` (-1: the
+    policy's default `floor((Mb - 1) / 2)` of each budget; 0 with
+    `sigma=auto` is the spec's version 1).
   }];
   let options = [
     Option<"policy", "policy", "std::string", /*default=*/"\"kvmerger\"",
@@ -102,8 +111,15 @@ def KVCacheInsertCompression
            "budget | threshold">,
     Option<"eps", "eps", "double", /*default=*/"0.75",
            "similarity threshold (threshold mode)">,
-    Option<"sigma", "sigma", "std::string", /*default=*/"\"auto\"",
-           "auto | paper | a positive number">
+    Option<"sigma", "sigma", "std::string", /*default=*/"\"paper\"",
+           "paper | auto | a positive number">,
+    Option<"heavy", "heavy", "int64_t", /*default=*/"-1",
+           "kvmerger heavy hitters (-1: floor((Mb - 1) / 2))">,
+    ListOption<"layerBudgets", "layer-budgets", "std::string",
+               "per-layer budgets, one per compressed prefill attention in "
+               "function order">,
+    Option<"budgetsFile", "budgets-file", "std::string", /*default=*/"\"\"",
+           "JSON file with a \"layer_budgets\" list (kvmerge.calibrate)">
   ];
   let dependentDialects = ["::mlir::tensor::TensorDialect",
                            "::kvmerge::kvcache::KVCacheDialect"];
