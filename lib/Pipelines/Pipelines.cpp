@@ -158,6 +158,8 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
 
   // Loops -> LLVM.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  if (options.parallelRuntime)
+    pm.addPass(createKVMergeOutlineParallelLoops());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
@@ -169,6 +171,8 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createConvertFuncToLLVMPass());
   pm.addPass(createConvertControlFlowToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
+  if (options.parallelRuntime)
+    pm.addPass(createKVMergeLowerParallelLaunches());
 }
 
 void kvmerge::addBufferizeToOutParams(OpPassManager &pm) {

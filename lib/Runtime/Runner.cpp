@@ -1,6 +1,7 @@
 //===- Runner.cpp - load, lower, JIT and call kvmerge functions -----------===//
 
 #include "kvmerge/Runtime/Runner.h"
+#include "kvmerge/Runtime/ParallelFor.h"
 #include "kvmerge/Runtime/CudaRuntime.h"
 #include "kvmerge/Runtime/MemrefCopy.h"
 
@@ -445,6 +446,9 @@ Error Runner::compile() {
       kvmerge::buildLowerToNVVMPipeline(pm, gpuOptions);
     } else {
       kvmerge::LowerToLLVMOptions pipelineOptions;
+      // Parallel loops run on the thread pool (ParallelFor.h) unless the
+      // options say parallel-runtime=false.
+      pipelineOptions.parallelRuntime = true;
       if (!impl->options.pipelineOptions.empty() &&
           mlir::failed(
               pipelineOptions.parseFromString(impl->options.pipelineOptions))) {
@@ -525,6 +529,10 @@ Error Runner::compile() {
                                    JITSymbolFlags::Exported};
     symbols[interner("aligned_alloc")] = {
         orc::ExecutorAddr::fromPtr(&checkedAlignedAlloc),
+        JITSymbolFlags::Exported};
+    // Outlined parallel loops call the thread pool.
+    symbols[interner("kvmerge_parallel_for")] = {
+        orc::ExecutorAddr::fromPtr(&kvmerge_parallel_for),
         JITSymbolFlags::Exported};
     // GPU code calls MLIR's mgpu* runtime ABI, implemented on the
     // dlopen'ed driver (harmless for CPU code, which never calls it).

@@ -153,7 +153,7 @@ def uses_native() -> bool:
 
 
 def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0,
-        pipeline_options: str = ""):
+        pipeline_options: str = "", threads=None):
     """Compiles ``module`` and runs ``function`` on NumPy ``inputs``.
 
     In-process (:func:`kvmerge.jit.load`, cached by source text) when the native extension is
@@ -164,16 +164,19 @@ def run(module: str, function: str, inputs, n_outputs: int, *, repetitions: int 
     if not repetitions and not pipeline_options and _loader.available():
         from . import jit
 
-        outs = jit.load(module).run(function, *[np.asarray(x) for x in inputs])
+        outs = jit.load(module).run(function, *[np.asarray(x) for x in inputs], threads=threads)
         if len(outs) != n_outputs:
             raise CompileError(f"{function}: expected {n_outputs} results, the module returns {len(outs)}")
         return outs
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 1 <= threads <= 1024):
+        raise ValueError(f"threads: expected None or an int in 1..1024, got {threads!r}")
     return _run_subprocess(module, function, inputs, n_outputs, repetitions=repetitions,
-                           pipeline_options=pipeline_options)
+                           pipeline_options=pipeline_options, threads=threads)
 
 
 def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repetitions: int = 0,
-                    pipeline_options: str = ""):
+                    pipeline_options: str = "", threads=None):
     """``run`` through ``kvmerge-run`` (a process per call, .npy files in a temporary directory)."""
     with tempfile.TemporaryDirectory(prefix="kvmerge-") as tmp:
         tmp = Path(tmp)
@@ -188,6 +191,8 @@ def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repet
             cmd.append(f"--pipeline-options={pipeline_options}")
         if repetitions:
             cmd.append(f"--benchmark-repetitions={repetitions}")
+        if threads is not None:
+            cmd.append(f"--threads={int(threads)}")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise CompileError(f"kvmerge-run failed ({proc.returncode}):\n{proc.stderr.strip()}")
@@ -196,8 +201,11 @@ def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repet
 
 
 def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
-             heavy=None, mode="budget", eps=0.75, sigma="paper", device="cpu") -> dict:
-    """Compiled :func:`kvmerge.reference.compress`: same arguments, same result dict."""
+             heavy=None, mode="budget", eps=0.75, sigma="paper", device="cpu", threads=None) -> dict:
+    """Compiled :func:`kvmerge.reference.compress`: same arguments, same result dict.
+
+    ``threads``: threads of the per-head parallel loops (None: ``$KVMERGE_THREADS``, else every
+    CPU); the result is bitwise the same for every count."""
     if device != "cpu":
         raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
     args = reference.resolve_compress_args(keys, values, scores, policy=policy, budget=budget, ratio=ratio,
@@ -209,14 +217,15 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
     module = compress_module(k.shape, v.shape, k.dtype, policy=args.policy, B=args.B, sink=args.sink,
                              recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma,
                              heavy=args.heavy if args.policy == "kvmerger" else None)
-    outs = run(module, "compress", [k, v, np.asarray(args.ac, dtype=np.float32)], 6)
+    outs = run(module, "compress", [k, v, np.asarray(args.ac, dtype=np.float32)], 6, threads=threads)
     names = ("keys", "values", "positions", "counts", "scores", "lengths")
     return dict(zip(names, outs))
 
 
 def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None, mask=None,
-              device="cpu"):
-    """Compiled :func:`kvmerge.reference.attention` (``q [Hq, D]`` -> ``[Hq, Dv]``)."""
+              device="cpu", threads=None):
+    """Compiled :func:`kvmerge.reference.attention` (``q [Hq, D]`` -> ``[Hq, Dv]``); ``threads`` as
+    in :func:`compress`."""
     if device != "cpu":
         raise ValueError(f"device: {device!r} is not available; the compiled path runs on 'cpu'")
     reference.resolve_attention_args(q, keys, values, lengths, counts=counts, count_bias=count_bias,
@@ -251,5 +260,5 @@ def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=
         inputs.append(m[:, None, :])
     module = attention_module((q.shape[0], 1, q.shape[1]), k.shape, v.shape, q.dtype,
                               count_bias=count_bias, scale=scale, mask=mspec)
-    (out,) = run(module, "attention", inputs, 1)
+    (out,) = run(module, "attention", inputs, 1, threads=threads)
     return out[:, 0, :]

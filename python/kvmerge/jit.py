@@ -29,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover
     ml_dtypes = None
 
-__all__ = ["Executable", "TensorSpec", "Signature", "load", "clear_cache", "DTYPES"]
+__all__ = ["Executable", "TensorSpec", "Signature", "load", "clear_cache", "DTYPES", "default_threads"]
 
 #: MLIR element type -> NumPy dtype.
 DTYPES = {
@@ -100,13 +100,16 @@ class Executable:
         self._exe.compile()
         return self
 
-    def run(self, function: str, *inputs) -> List[np.ndarray]:
+    def run(self, function: str, *inputs, threads: Optional[int] = None) -> List[np.ndarray]:
         """Calls ``function`` on ``inputs`` and returns its results as new NumPy arrays.
 
         Each input must have the argument's element type (NumPy arrays are not cast: a wrong dtype
         raises ValueError naming ``inputs[i]``) and shape; Python scalars and lists are converted.
-        Non-contiguous arrays are copied. Compiled code never writes into inputs.
+        Non-contiguous arrays are copied. Compiled code never writes into inputs. ``threads``: the
+        threads its parallel loops run on (None: :func:`default_threads`); results do not depend
+        on it.
         """
+        nthreads = check_threads(threads)
         sig = self.signature(function)
         if len(inputs) != len(sig.inputs):
             raise ValueError(f"inputs: {function!r} takes {len(sig.inputs)} input"
@@ -119,7 +122,7 @@ class Executable:
                                  f"{spec.shape}: results need static shapes and a supported type")
             outputs.append(np.zeros(spec.shape, spec.dtype))
         self._exe.invoke(function, [(s.element_type, _buffer(a)) for a, s in zip(args, sig.inputs)],
-                         [(s.element_type, _buffer(o)) for o, s in zip(outputs, sig.results)])
+                         [(s.element_type, _buffer(o)) for o, s in zip(outputs, sig.results)], nthreads)
         return outputs
 
     __call__ = run
@@ -139,6 +142,22 @@ class Executable:
             want = "x".join("?" if d is None else str(d) for d in spec.shape)
             raise ValueError(f"inputs[{i}]: expected shape [{want}], got {list(a.shape)}")
         return np.ascontiguousarray(a)
+
+
+def default_threads() -> int:
+    """Threads compiled code uses when none are given: ``$KVMERGE_THREADS``, else every CPU this
+    process may run on. ValueError names ``KVMERGE_THREADS`` when it is set but invalid."""
+    return native().default_threads()
+
+
+def check_threads(threads) -> int:
+    """``threads`` as the native side takes it (0 = default); ValueError naming ``threads``."""
+    if threads is None:
+        default_threads()  # an invalid KVMERGE_THREADS raises here
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 1024:
+        raise ValueError(f"threads: expected None or an int in 1..1024, got {threads!r}")
+    return int(threads)
 
 
 _CACHE_SIZE = 64

@@ -18,6 +18,7 @@
 
 #include "kvmerge/InitAllKVMerge.h"
 #include "kvmerge/Pipelines/Pipelines.h"
+#include "kvmerge/Runtime/ParallelFor.h"
 #include "kvmerge/Runtime/Runner.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -370,7 +371,12 @@ public:
 
   void invoke(const std::string &name,
               const std::vector<std::tuple<std::string, nb::object>> &inputs,
-              const std::vector<std::tuple<std::string, nb::object>> &outputs) {
+              const std::vector<std::tuple<std::string, nb::object>> &outputs,
+              int threads) {
+    if (threads < 0 || threads > kvmerge::runtime::kMaxThreads)
+      throwValueError("threads: expected 0 (the default) or a count in 1.." +
+                      std::to_string(kvmerge::runtime::kMaxThreads) +
+                      ", got " + std::to_string(threads));
     lookup(name);
     std::vector<Buffer> inBuffers, outBuffers;
     std::vector<ConstTensorView> inViews;
@@ -386,6 +392,7 @@ public:
       nb::gil_scoped_release release;
       // Runner caches function lookups: one call at a time per executable.
       std::lock_guard<std::mutex> lock(mutex);
+      kvmerge::runtime::ScopedThreads scoped(threads);
       err = runner->invoke(name, inViews, outViews);
     }
     if (err)
@@ -445,7 +452,20 @@ NB_MODULE(_native, m) {
       .def("compile", &Executable::compile,
            "Lowers and JIT-compiles the module (idempotent).")
       .def("invoke", &Executable::invoke, "function"_a, "inputs"_a,
-           "outputs"_a,
+           "outputs"_a, "threads"_a = 0,
            "Calls `function`; inputs and outputs are (element type, "
-           "C-contiguous buffer) pairs, outputs preallocated.");
+           "C-contiguous buffer) pairs, outputs preallocated; `threads`: "
+           "threads of its parallel loops (0 = default_threads()).");
+  m.def(
+      "default_threads",
+      [] {
+        std::string error;
+        int n = kvmerge::runtime::defaultThreads(&error);
+        if (!error.empty())
+          throwValueError(error);
+        return n;
+      },
+      "Threads compiled code uses by default: $KVMERGE_THREADS, else every "
+      "CPU this process may run on (ValueError for an invalid "
+      "KVMERGE_THREADS).");
 }

@@ -12,6 +12,7 @@
 
 #include "kvmerge/Runtime/HostTensor.h"
 #include "kvmerge/Runtime/Npy.h"
+#include "kvmerge/Runtime/ParallelFor.h"
 #include "kvmerge/Runtime/Runner.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -81,6 +82,10 @@ static cl::opt<std::string> pipelineOptions(
     cl::desc("Options of the CPU pipeline --kvmerge-lower-to-llvm, e.g. "
              "\"fuse-merge=false\""),
     cl::init(""), cl::cat(runCategory));
+
+// --threads=N: libLLVM already registers a hidden "threads" option of its
+// own, so main() takes this one out of argv before cl:: parses the rest.
+static std::optional<std::string> threadsFlag;
 
 static cl::opt<int64_t> printMaxElements(
     "print-max-elements",
@@ -250,6 +255,22 @@ static int runMain() {
     return fail(createStringError(
         "--benchmark-repetitions=" + Twine(benchmarkRepetitions) +
         " is too many (at most " + Twine(kMaxBenchmarkRepetitions) + ")"));
+  int threads = 0;
+  if (threadsFlag) {
+    std::optional<int> n = parseThreads(*threadsFlag);
+    if (!n)
+      return fail(createStringError(
+          "--threads='" + *threadsFlag + "' is not a thread count (expected "
+          "an integer in 1.." + Twine(kMaxThreads) + ")"));
+    threads = *n;
+  } else {
+    std::string envError;
+    threads = defaultThreads(&envError);
+    if (!envError.empty())
+      return fail(createStringError(envError));
+  }
+  setThreads(threads);
+
   RunnerOptions options;
   options.device = deviceName;
   options.optLevel = optLevel;
@@ -350,6 +371,7 @@ static int runMain() {
       outs() << "GB/s: " << format("%.6f", bytes / (median * 1e6)) << "\n";
     else
       outs() << "GB/s: inf\n";
+    outs() << "threads: " << getThreads() << "\n";
   }
 
   // Write every output file, then publish them all at once.
@@ -375,12 +397,29 @@ static int runMain() {
 
 int main(int argc, char **argv) {
   InitLLVM initLLVM(argc, argv);
+  std::vector<char *> args;
+  for (int i = 0; i < argc; ++i) {
+    StringRef arg = argv[i];
+    if (i > 0 && (arg == "--threads" || arg == "-threads")) {
+      threadsFlag = i + 1 < argc ? std::string(argv[++i]) : std::string();
+      continue;
+    }
+    if (i > 0 && (arg.consume_front("--threads=") ||
+                  arg.consume_front("-threads="))) {
+      threadsFlag = arg.str();
+      continue;
+    }
+    args.push_back(argv[i]);
+  }
   cl::HideUnrelatedOptions(runCategory);
   cl::ParseCommandLineOptions(
-      argc, argv,
+      static_cast<int>(args.size()), args.data(),
       "kvmerge-run: lower an .mlir module with the kvmerge pipeline, "
       "JIT-compile it, and run one function on host tensors\n\n"
       "  kvmerge-run model.mlir --function=f --input=@q.npy "
-      "--input=4x8xf32=1 --output=@out.npy\n");
+      "--input=4x8xf32=1 --output=@out.npy\n\n"
+      "  --threads=N: threads the CPU code's parallel loops run on (1 = "
+      "sequential; default: $KVMERGE_THREADS, else every CPU this process "
+      "may use)\n");
   return runMain();
 }

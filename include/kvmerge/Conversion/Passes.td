@@ -126,4 +126,40 @@ def ConvertKVCacheToLinalg : Pass<"convert-kvcache-to-linalg", "::mlir::ModuleOp
   ];
 }
 
+def KVMergeOutlineParallelLoops : Pass<"kvmerge-outline-parallel-loops", "::mlir::ModuleOp"> {
+  let summary = "Outline outermost scf.parallel loops into tasks for the runtime thread pool";
+  let description = [{
+    Every outermost `scf.parallel` without results (on buffers, after
+    bufferization) becomes a private function
+    `__kvmerge_parallel_body_N(%begin: index, %end: index, captures...)`
+    that runs the linearized iterations `[begin, end)` in an `scf.for` (the
+    loop's own nested `scf.parallel` ops stay sequential inside it), and the
+    loop itself becomes a call of a private declaration
+    `__kvmerge_parallel_launch_N(%n: index, captures...)` whose
+    `kvmerge.parallel_body` attribute names the body. Constants used by the
+    body are cloned into it instead of captured. Loops with reductions are
+    left alone. `kvmerge-lower-parallel-launches` turns the launches into
+    calls of the runtime's `kvmerge_parallel_for` after the LLVM conversion.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
+def KVMergeLowerParallelLaunches : Pass<"kvmerge-lower-parallel-launches", "::mlir::ModuleOp"> {
+  let summary = "Turn outlined parallel launches into kvmerge_parallel_for calls (LLVM dialect)";
+  let description = [{
+    Runs on the LLVM dialect after `kvmerge-outline-parallel-loops` and the
+    conversion to LLVM. For every declaration `__kvmerge_parallel_launch_N`
+    it adds an internal task `void(i64 begin, i64 end, ptr context)` that
+    unpacks the captured values from a struct and calls the body; each call
+    of the launch stores its captures into a stack struct (one `llvm.alloca`
+    in the function's entry block) and calls
+    `kvmerge_parallel_for(n, task, context)` (include/kvmerge/Runtime/ParallelFor.h).
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
 #endif // KVMERGE_CONVERSION_PASSES_TD

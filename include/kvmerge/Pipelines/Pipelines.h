@@ -29,6 +29,14 @@ struct LowerToLLVMOptions
                      "per KV head (kvmerge-fuse-merge); false keeps the "
                      "unfused ops as the reference path"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> parallelRuntime{
+      *this, "parallel-runtime",
+      llvm::cl::desc("Run every outermost scf.parallel on the runtime's "
+                     "thread pool (kvmerge-outline-parallel-loops, "
+                     "kvmerge-lower-parallel-launches): the code calls "
+                     "kvmerge_parallel_for, which kvmerge-run and the Python "
+                     "package provide; false keeps the loops sequential"),
+      llvm::cl::init(false)};
 };
 
 /// kvcache + tensor/linalg/arith/math/scf on tensors -> LLVM dialect:
