@@ -133,6 +133,11 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   // aggregate ops (linalg.softmax) -> generics.
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(std::make_unique<DecomposeAggregatesPass>());
+  // Named ops become generics first, so that fusion sees through them: a
+  // frontend's `linalg.transpose` of a weight folds into the indexing map of
+  // the matmul that reads it (no transposed copy of every weight per call),
+  // and chains of named elementwise ops fuse like generic ones.
+  pm.addPass(createLinalgGeneralizeNamedOpsPass());
   // Elementwise chains (a frontend's RMSNorm, RoPE, SiLU, the leftovers of
   // raised attention) become one loop nest each: less memory traffic, and
   // much less IR for the rest of the pipeline. Runs after raising, which

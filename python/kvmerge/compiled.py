@@ -200,6 +200,15 @@ def _run_subprocess(module: str, function: str, inputs, n_outputs: int, *, repet
     return (outs, proc.stdout) if repetitions else outs
 
 
+def compress_module_for(args, k_shape, v_shape, dtype) -> str:
+    """:func:`compress_module` for arguments resolved by
+    :func:`kvmerge.reference.resolve_compress_args` (every policy parameter, heavy hitters
+    included, taken from ``args``)."""
+    return compress_module(k_shape, v_shape, dtype, policy=args.policy, B=args.B, sink=args.sink,
+                           recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma,
+                           heavy=args.heavy if args.policy == "kvmerger" else None)
+
+
 def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None, sink=4, recent=None,
              heavy=None, mode="budget", eps=0.75, sigma="paper", device="cpu", threads=None) -> dict:
     """Compiled :func:`kvmerge.reference.compress`: same arguments, same result dict.
@@ -214,9 +223,7 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
     k, v = np.asarray(keys), np.asarray(values)
     if k.dtype != v.dtype:
         raise ValueError(f"values: the compiled path needs keys and values of one dtype, got {k.dtype} and {v.dtype}")
-    module = compress_module(k.shape, v.shape, k.dtype, policy=args.policy, B=args.B, sink=args.sink,
-                             recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma,
-                             heavy=args.heavy if args.policy == "kvmerger" else None)
+    module = compress_module_for(args, k.shape, v.shape, k.dtype)
     outs = run(module, "compress", [k, v, np.asarray(args.ac, dtype=np.float32)], 6, threads=threads)
     names = ("keys", "values", "positions", "counts", "scores", "lengths")
     return dict(zip(names, outs))

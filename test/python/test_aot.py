@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from kvmerge import aot, reference
-from kvmerge.compiled import attention_module, compress_module, tool
+from kvmerge.compiled import attention_module, compress_module_for, tool
 
 from test_compiled import BF16, DTYPES, POLICIES, assert_same, smooth_cache
 
@@ -39,8 +39,7 @@ def renamed(source: str, old: str, new: str) -> str:
 
 def compress_source(name, k, v, a, policy, **kw):
     args = reference.resolve_compress_args(k, v, a, policy=policy, **kw)
-    src = compress_module(k.shape, v.shape, k.dtype, policy=args.policy, B=args.B, sink=args.sink,
-                          recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma)
+    src = compress_module_for(args, k.shape, v.shape, k.dtype)
     return renamed(src, "compress", name), np.asarray(args.ac, np.float32)
 
 

@@ -212,9 +212,7 @@ def _compress_via(k, v, a, kw, path):
     from kvmerge import compiled
 
     args = reference.resolve_compress_args(k, v, a, policy="kvmerger", **kw)
-    text = compiled.compress_module(k.shape, v.shape, k.dtype, policy="kvmerger", B=args.B, sink=args.sink,
-                                    recent=args.recent, mode=args.mode, eps=args.eps, sigma=args.sigma,
-                                    heavy=args.heavy)
+    text = compiled.compress_module_for(args, k.shape, v.shape, k.dtype)
     inputs = [k, v, np.asarray(args.ac, np.float32)]
     if path == "unfused":
         outs = compiled.run(text, "compress", inputs, 6, pipeline_options="fuse-merge=false")
