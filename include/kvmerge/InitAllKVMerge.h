@@ -13,6 +13,7 @@
 #include "kvmerge/Dialect/KVCache/IR/KVCache.h"
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
 #include "kvmerge/Pipelines/Pipelines.h"
+#include "kvmerge/Transforms/Passes.h"
 #include "mlir/IR/DialectRegistry.h"
 
 namespace kvmerge {
@@ -24,6 +25,7 @@ inline void registerAllDialects(mlir::DialectRegistry &registry) {
 inline void registerAllPasses() {
   kvcache::registerKVCachePasses();
   registerKVMergeConversionPasses();
+  registerKVMergeTransformsPasses();
   registerPipelines();
   registerKVMergeAOTPasses();
 }

@@ -4,6 +4,7 @@
 
 #include "kvmerge/Conversion/Passes.h"
 #include "kvmerge/Dialect/KVCache/Transforms/Passes.h"
+#include "kvmerge/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -140,9 +141,10 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createLinalgGeneralizeNamedOpsPass());
   // Elementwise chains (a frontend's RMSNorm, RoPE, SiLU, the leftovers of
   // raised attention) become one loop nest each: less memory traffic, and
-  // much less IR for the rest of the pipeline. Runs after raising, which
-  // needs the Q/K/V tensors fusion would fold away.
-  pm.addPass(createLinalgElementwiseOpFusionPass());
+  // much less IR for the rest of the pipeline. Never fused into a consumer
+  // that would recompute them (an RMSNorm into the next matmul). Runs after
+  // raising, which needs the Q/K/V tensors fusion would fold away.
+  pm.addPass(createKVMergeFuseElementwise());
 
   // kvcache on tensors -> loops on buffers, each distinct op once (after
   // folding the compressions that are identities).

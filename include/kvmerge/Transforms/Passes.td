@@ -1,0 +1,39 @@
+//===- Passes.td - kvmerge transforms of upstream IR -------*- tablegen -*-===//
+//
+// Passes that work on the upstream tensor programs frontends emit (linalg on
+// tensors), not on the kvcache dialect.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KVMERGE_TRANSFORMS_PASSES
+#define KVMERGE_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def KVMergeFuseElementwise : Pass<"kvmerge-fuse-elementwise"> {
+  let summary = "Fuse elementwise linalg ops without recomputing them";
+  let description = [{
+    Upstream's elementwise fusion (`linalg-fuse-elementwise-ops`) with a cost
+    rule for whole models: a producer `linalg.generic` (all loops parallel,
+    one use) is fused into its consumer only when that does not repeat its
+    work, i.e. when the consumer reads the producer's result through a
+    permutation of all of its own loops (each element once), or when the
+    producer computes nothing (its body only yields block arguments: a
+    transpose, broadcast or copy, which becomes an indexing map).
+
+    Upstream fuses every single-use producer, also into a contraction that
+    reads each element many times: a model's RMSNorm `rsqrt` or SiLU `exp`
+    then runs once per multiply-add of the following matmul (49152 times
+    per hidden element in a SmolLM2 `lm_head`). Here those stay separate
+    loop nests, while a frontend's weight transposes still fold into the
+    matmuls that read them.
+
+    Reshapes are propagated by expansion as upstream does, and the same
+    canonicalizations run.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::affine::AffineDialect"];
+}
+
+#endif // KVMERGE_TRANSFORMS_PASSES
