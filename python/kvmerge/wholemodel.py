@@ -36,7 +36,8 @@ import numpy as np
 from . import compiled
 
 __all__ = ["hf_model", "ModelSpec", "export_prefill", "export_decode", "compress_module",
-           "Program", "Generator", "weights_of", "POLICIES"]
+           "export_upstream", "Program", "Generator", "weights_of", "perplexity", "POLICIES",
+           "BACKENDS"]
 
 POLICIES = ("full", "streaming", "h2o", "kvmerger")
 
@@ -84,7 +85,7 @@ def hf_model(model, attn_implementation: str = "sdpa"):
                    p + "mlp.gate_proj.weight": lw.w13[:, :hid].T,
                    p + "mlp.up_proj.weight": lw.w13[:, hid:].T,
                    p + "mlp.down_proj.weight": lw.w2.T})
-    sd = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in sd.items()}
+    sd = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in sd.items()}   # writable copies
     hf.load_state_dict(sd, strict=False, assign=True)
     if cfg.tie_word_embeddings:
         hf.tie_weights()
@@ -191,29 +192,77 @@ def compress_module(text: str, *, policy: str = "kvmerger", budget="0.5", extra:
     """``text`` after raising every attention and inserting compression (``policy``/``budget``;
     ``extra``: more insert-compression options, e.g. ``"sigma=auto"``)."""
     opts = f"policy={policy} budget={budget} {extra}".strip()
-    cmd = [compiled.tool("kvmerge-opt"), f"--kvmerge-raise-attention=remarks={str(remarks).lower()}",
-           f"--kvmerge-insert-compression={opts}", "--canonicalize", "--cse"]
+    out = _kvmerge_opt(text, f"--kvmerge-raise-attention=remarks={str(remarks).lower()}",
+                       f"--kvmerge-insert-compression={opts}", "--canonicalize", "--cse")
+    if count_attentions(out) == 0:
+        raise compiled.CompileError("no attention was raised")
+    return out
+
+
+def export_upstream(text: str) -> str:
+    """``--kvmerge-export-upstream``: upstream dialects only, what ``iree-compile`` takes."""
+    return _kvmerge_opt(text, "--kvmerge-export-upstream")
+
+
+def _kvmerge_opt(text: str, *flags: str) -> str:
+    cmd = [compiled.tool("kvmerge-opt"), *flags]
     proc = subprocess.run(cmd, input=text, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise compiled.CompileError(f"kvmerge-opt {' '.join(cmd[1:])} failed:\n{proc.stderr[-4000:]}")
-    raised = proc.stdout.count("kvcache.attention ins")
-    if raised == 0:
-        raise compiled.CompileError("no attention was raised:\n" + proc.stderr[-4000:])
+        raise compiled.CompileError(f"kvmerge-opt {' '.join(flags)} failed:\n{proc.stderr[-4000:]}")
     return proc.stdout
+
+
+def count_attentions(text: str) -> int:
+    """Raised attentions (``kvcache.attention`` ops) in a module."""
+    return text.count("kvcache.attention ins")
+
+
+BACKENDS = ("kvmerge", "iree")
+
+
+class _KVMergeRunner:
+    """A module compiled by kvmerge's CPU pipeline (JIT)."""
+
+    def __init__(self, text: str):
+        from . import jit
+        self.exe = jit.load(text).compile()
+
+    def run(self, function: str, *inputs) -> List[np.ndarray]:
+        return self.exe.run(function, *inputs)
+
+
+class _IREERunner:
+    """The upstream export of a module, compiled by the real ``iree-compile`` (llvm-cpu) and run
+    by IREE's runtime."""
+
+    def __init__(self, text: str):
+        import iree.compiler as ireec
+        import iree.runtime as ireert
+        vmfb = ireec.compile_str(text, target_backends=["llvm-cpu"],
+                                 extra_args=["--iree-llvmcpu-target-cpu=host"])
+        self.module = ireert.load_vm_flatbuffer(vmfb, driver="local-task")
+
+    def run(self, function: str, *inputs) -> List[np.ndarray]:
+        outs = getattr(self.module, function)(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        return [np.asarray(o) for o in outs]
 
 
 @dataclasses.dataclass
 class Program:
     """The compiled prefill and decode of one model, policy and shape."""
-    prefill: object           # kvmerge.jit.Executable
+    prefill: object           # has .run(function, *inputs) -> [np.ndarray]
     decode: object
     n_layers: int
     prompt_len: int
     capacity: int
     new_tokens: int
     slots: int                # prefill cache slots per layer (the budget; = prompt_len for full)
-    compile_s: float
-    export_s: float
+    compile_s: float          # kvmerge-opt (raise + compress) + backend compile, both functions
+    export_s: float           # torch-mlir export, both functions
+    policy: str = "full"
+    backend: str = "kvmerge"
+    attentions: int = 0       # raised attentions in prefill + decode
 
 
 @dataclasses.dataclass
@@ -232,30 +281,48 @@ class ModelSpec:
         return cls(m, hf, weights_of(hf))
 
     def build(self, prompt_len: int, *, policy="kvmerger", budget="0.5", extra="",
-              new_tokens: int = 1, capacity: Optional[int] = None, log=None) -> Program:
+              new_tokens: int = 1, capacity: Optional[int] = None, room: int = 256,
+              backend: str = "kvmerge", log=None) -> Program:
         """Exports, compresses and compiles prefill (``prompt_len`` tokens) and decode
-        (``new_tokens`` at a time over ``capacity`` slots; default: the prefill's slots + room
-        for 256 generated tokens)."""
-        from . import jit
+        (``new_tokens`` at a time over ``capacity`` slots; default: the prefill's slots +
+        ``room`` for generated tokens). ``backend``: ``"kvmerge"`` (kvmerge's CPU pipeline, JIT) or
+        ``"iree"`` (``--kvmerge-export-upstream`` -> ``iree-compile`` -> IREE's runtime)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy: {policy!r} is not one of {', '.join(POLICIES)}")
+        if int(prompt_len) < 1:
+            raise ValueError(f"prompt_len: must be >= 1, got {prompt_len}")
+        if int(new_tokens) < 1:
+            raise ValueError(f"new_tokens: must be >= 1, got {new_tokens}")
         log = log or (lambda *_: None)
+        runner = _KVMergeRunner if backend == "kvmerge" else _IREERunner
         t0 = time.perf_counter()
-        pre = export_prefill(self.hf, prompt_len)
-        t1 = time.perf_counter()
-        pre = compress_module(pre, policy=policy, budget=budget, extra=extra)
+        pre_src = export_prefill(self.hf, prompt_len)
+        t_export = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pre = compress_module(pre_src, policy=policy, budget=budget, extra=extra)
+        t_compile = time.perf_counter() - t0
         slots = _slots(pre)
-        capacity = capacity if capacity is not None else slots + 256
-        t2 = time.perf_counter()
-        dec = export_decode(self.hf, capacity, new_tokens)
-        t3 = time.perf_counter()
-        dec = compress_module(dec, policy=policy, budget=budget, extra=extra)
-        log(f"exported in {t1 - t0 + t3 - t2:.1f}s; compiling")
-        t4 = time.perf_counter()
-        p = jit.load(pre).compile()
-        d = jit.load(dec).compile()
-        t5 = time.perf_counter()
+        if capacity is None:
+            capacity = slots + int(room)
+        if int(capacity) < slots:
+            raise ValueError(f"capacity: {capacity} is less than the prefill's {slots} cache slots")
+        t0 = time.perf_counter()
+        dec_src = export_decode(self.hf, capacity, new_tokens)
+        t_export += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        dec = compress_module(dec_src, policy=policy, budget=budget, extra=extra)
+        n_att = count_attentions(pre) + count_attentions(dec)
+        if backend == "iree":
+            pre, dec = export_upstream(pre), export_upstream(dec)
+        log(f"exported in {t_export:.1f}s; {n_att} attentions raised; compiling ({backend})")
+        p = runner(pre)
+        d = runner(dec)
+        t_compile += time.perf_counter() - t0
         return Program(p, d, self.model.cfg.n_layers, prompt_len, capacity, new_tokens, slots,
-                       compile_s=(t2 - t1) + (time.perf_counter() - t3 - (t5 - t4)) * 0 + (t5 - t4),
-                       export_s=(t1 - t0) + (t3 - t2))
+                       compile_s=t_compile, export_s=t_export, policy=policy, backend=backend,
+                       attentions=n_att)
 
 
 def _slots(text: str) -> int:
@@ -303,24 +370,45 @@ class Generator:
         self.position = tokens.shape[1]
         return logits[0]
 
-    def step(self, tokens) -> np.ndarray:
-        """Logits ``[T, V]`` of ``T`` new tokens (the program's ``new_tokens``) at the next positions."""
+    def _decode(self, tokens):
         tokens = np.asarray(tokens, np.int64).reshape(1, -1)
         T = tokens.shape[1]
         if T != self.p.new_tokens:
             raise ValueError(f"tokens: the decode was compiled for {self.p.new_tokens} tokens, got {T}")
-        if max(int(l.max()) for l in self.lengths) + T > self.p.capacity:
-            raise RuntimeError(f"the cache is full ({self.p.capacity} slots): build the program with "
-                               "a larger capacity")
+        if self.caches is None:
+            raise RuntimeError("prefill a prompt first")
         pos = np.arange(self.position, self.position + T, dtype=np.int64)[None]
         n = self.p.n_layers
         outs = self.p.decode.run("decode", tokens, pos, *self.caches, *self.weights, *self.lengths)
-        logits, kv, lengths = outs[0], outs[1:1 + 2 * n], outs[1 + 2 * n:]
+        return outs[0][0], outs[1:1 + 2 * n], outs[1 + 2 * n:], T
+
+    def step(self, tokens) -> np.ndarray:
+        """Logits ``[T, V]`` of ``T`` new tokens (the program's ``new_tokens``) at the next
+        positions; their keys and values join the caches."""
+        if self.lengths is not None and max(int(l.max()) for l in self.lengths) + self.p.new_tokens > self.p.capacity:
+            raise RuntimeError(f"the cache is full ({self.p.capacity} slots): build the program with "
+                               "a larger capacity")
+        logits, kv, lengths, T = self._decode(tokens)
         C = self.p.capacity
         self.caches = [np.ascontiguousarray(x[:, :, :C]) for x in kv]
         self.lengths = [l.astype(np.int32) for l in lengths]
         self.position += T
-        return logits[0]
+        return logits
+
+    def score(self, tokens) -> np.ndarray:
+        """Teacher-forced next-token NLL of a document: prefill ``tokens[:L]`` (compressed by the
+        policy), then one decode call over ``tokens[L:L+T]`` (``L``/``T``: the program's prompt
+        length and new tokens) scores ``tokens[L+1:L+T+1]`` -- the protocol of
+        ``python -m kvmerge.eval``. The caches are left as the prefill made them."""
+        tokens = np.asarray(tokens, np.int64).reshape(-1)
+        L, T = self.p.prompt_len, self.p.new_tokens
+        if tokens.shape[0] < L + T + 1:
+            raise ValueError(f"tokens: need {L + T + 1} tokens (prompt {L} + {T} scored + 1), "
+                             f"got {tokens.shape[0]}")
+        from .models.llama import log_softmax_nll
+        self.prefill(tokens[:L])
+        logits, *_ = self._decode(tokens[L:L + T])
+        return log_softmax_nll(logits, tokens[L + 1:L + T + 1])
 
     def cache_bytes(self) -> int:
         """Bytes of the valid cache slots (keys + values, f32) over all layers."""
@@ -368,3 +456,24 @@ class Generator:
                  "decode_s": t_decode, "decode_tok_s": max(len(out) - 1, 1) / max(t_decode, 1e-9),
                  "cache_bytes": self.cache_bytes()}
         return out, stats
+
+
+def perplexity(spec: ModelSpec, docs, *, prefill: int, n_cont: int, policy: str = "full",
+               ratio: float = 0.5, sink: int = 4, backend: str = "kvmerge", log=None) -> dict:
+    """Perplexity of ``docs`` (names in :mod:`kvmerge.texts`) computed by the compiled model with
+    ``python -m kvmerge.eval``'s protocol: per document, prefill ``prefill`` tokens, compress every
+    layer's cache with ``policy`` at ``ratio`` (``sink`` kept; the other parameters are the
+    eval's and the pass's defaults), then score ``n_cont`` continuation tokens in one
+    teacher-forced decode. Returns ``{"ppl", "nll": {doc: [...]}, "program": Program}``."""
+    from . import texts
+    budget = "1.0" if policy == "full" else repr(float(ratio))
+    # One decode of n_cont tokens right after the prefill's slots: no room beyond them.
+    prog = spec.build(prefill, policy=policy, budget=budget, extra=f"sink={int(sink)}",
+                      new_tokens=n_cont, room=0, backend=backend, log=log)
+    gen = Generator(prog, spec)
+    nll = {}
+    for d in docs:
+        toks = texts.load_tokens(d, spec.model.tokenizer, prefill + n_cont + 1)
+        nll[d] = gen.score(toks).tolist()
+    allnll = np.concatenate([np.asarray(v) for v in nll.values()])
+    return {"ppl": float(np.exp(allnll.mean())), "nll": nll, "program": prog}
