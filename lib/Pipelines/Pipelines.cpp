@@ -208,6 +208,9 @@ void kvmerge::buildExportUpstreamPipeline(OpPassManager &pm) {
   pm.addPass(kvcache::createKVCacheDecomposeCompress());
   pm.addPass(createConvertKVCacheToLinalg());
   pm.addPass(createCanonicalizerPass());
+  // Folded compressions (e.g. policy full) leave tensor.generate, which
+  // iree-compile does not take.
+  pm.addPass(createKVMergeGenerateToLinalg());
   pm.addPass(createCSEPass());
 }
 

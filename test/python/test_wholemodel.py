@@ -113,12 +113,15 @@ def test_perplexity_equals_eval(spec, policy, ratio):
     assert abs(got["ppl"] / want["ppl"][key] - 1) < 1e-3, (got["ppl"], want["ppl"][key])
 
 
-def test_iree_generates_the_same_tokens(spec, prompt, kvmerger):
+@pytest.mark.parametrize("policy,budget", [("full", "1.0"), ("kvmerger", "0.5")])
+def test_iree_generates_the_same_tokens(spec, prompt, request, policy, budget):
+    """--kvmerge-export-upstream -> iree-compile -> IREE runtime: the same greedy tokens."""
     pytest.importorskip("iree.compiler")
     pytest.importorskip("iree.runtime")
-    prog = spec.build(len(prompt), policy="kvmerger", budget="0.5", room=24, backend="iree")
+    ours = request.getfixturevalue(policy)
+    prog = spec.build(len(prompt), policy=policy, budget=budget, room=24, backend="iree")
     a, _ = wholemodel.Generator(prog, spec).generate(prompt, 12, progress=False)
-    b, _ = wholemodel.Generator(kvmerger, spec).generate(prompt, 12, progress=False)
+    b, _ = wholemodel.Generator(ours, spec).generate(prompt, 12, progress=False)
     assert a == b
 
 

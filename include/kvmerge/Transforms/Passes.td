@@ -36,4 +36,18 @@ def KVMergeFuseElementwise : Pass<"kvmerge-fuse-elementwise"> {
                            "::mlir::affine::AffineDialect"];
 }
 
+def KVMergeGenerateToLinalg : Pass<"kvmerge-generate-to-linalg"> {
+  let summary = "Rewrite tensor.generate as a linalg.generic over linalg.index";
+  let description = [{
+    `tensor.generate` (which kvcache folds produce for the positions, counts
+    and lengths of a cache that needs no compression) becomes
+    `tensor.empty` + a `linalg.generic` whose body reads the indices with
+    `linalg.index` and yields the generator's value. IREE's input pipeline
+    does not legalize `tensor.generate`; the upstream export runs this so
+    that `iree-compile` takes every policy, `full` included.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 #endif // KVMERGE_TRANSFORMS_PASSES
