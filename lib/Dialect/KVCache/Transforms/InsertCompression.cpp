@@ -181,6 +181,22 @@ struct InsertCompressionPass
     FailureOr<SmallVector<PolicyAttr>> perLayer = buildLayerPolicies();
     if (failed(perLayer))
       return signalPassFailure();
+    // Caches are function results and arguments: an attention whose function
+    // is not a func.func (IREE's util.func, another dialect's function) keeps
+    // its caches, and says so.
+    module.walk([&](AttentionOp att) {
+      if (att->getParentOfType<func::FuncOp>())
+        return;
+      Operation *top = att;
+      while (top->getParentOp() && top->getParentOp() != module)
+        top = top->getParentOp();
+      att->emitWarning() << "not compressed: this attention is inside '"
+                         << top->getName().getStringRef()
+                         << "', not a func.func, and "
+                            "kvmerge-insert-compression rewrites func.func "
+                            "signatures (give kvmerge the frontend's "
+                            "linalg-on-tensors, docs/frontends.md)";
+    });
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal() &&
           failed(processFunction(func, *policyAttr, *perLayer)))
@@ -583,8 +599,15 @@ struct InsertCompressionPass
   LogicalResult maskDecode(func::FuncOp func, AttentionOp att, const Caches &c,
                            unsigned &lengthsUsed) {
     std::optional<unsigned> k = c.keysArg, v = c.valuesArg;
-    if (!k || !v || att.getLengths())
+    if (att.getLengths())
       return success();
+    if (!k || !v) {
+      att->emitRemark()
+          << "not compressed: its keys and values are neither returned by "
+             "the function (a prefill) nor read from its arguments (a decode "
+             "step), so there is no cache to compress";
+      return success();
+    }
     if (roleOf(func.getArgAttrDict(*k)) != "keys" ||
         roleOf(func.getArgAttrDict(*v)) != "values") {
       att->emitRemark() << "reads its keys/values from arguments #" << *k

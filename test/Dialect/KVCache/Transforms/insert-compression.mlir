@@ -1,4 +1,4 @@
-// RUN: kvmerge-opt %s -split-input-file --kvmerge-insert-compression="budget=0.5" -verify-diagnostics | FileCheck %s
+// RUN: kvmerge-opt %s -split-input-file --kvmerge-insert-compression="budget=0.5" --allow-unregistered-dialect -verify-diagnostics | FileCheck %s
 
 // Prefill with marked caches: the attention also returns the scores of its
 // own probabilities, the caches come back compressed, and the slot metadata
@@ -68,6 +68,35 @@ func.func @decode_unmarked(%q: tensor<4x1x16xf32>, %k: tensor<2x16x16xf32>, %v: 
   %o = kvcache.attention ins(%q, %k, %v : tensor<4x1x16xf32>, tensor<2x16x16xf32>, tensor<2x16x16xf32>) outs(%i : tensor<4x1x16xf32>)
   return %o : tensor<4x1x16xf32>
 }
+
+// -----
+
+// Keys and values computed inside the function and neither returned nor read
+// from arguments are no cache: nothing to compress, and a remark says so.
+// CHECK-LABEL: func @no_cache
+// CHECK-NOT: kvcache.compress
+func.func @no_cache(%q: tensor<4x8x16xf32>, %x: tensor<2x8x16xf32>) -> tensor<4x8x16xf32> {
+  %i = tensor.empty() : tensor<4x8x16xf32>
+  %k = arith.negf %x : tensor<2x8x16xf32>
+  // expected-remark @+1 {{not compressed: its keys and values are neither returned by the function (a prefill) nor read from its arguments (a decode step), so there is no cache to compress}}
+  %o = kvcache.attention ins(%q, %k, %x : tensor<4x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>) outs(%i : tensor<4x8x16xf32>) causal
+  return %o : tensor<4x8x16xf32>
+}
+
+// -----
+
+// An attention outside a func.func (here an unregistered function op, as in
+// IREE's input form printed generically) cannot have its signature rewritten:
+// a warning, and the IR is unchanged.
+// CHECK-LABEL: "util.func"
+// CHECK-NOT: kvcache.compress
+"util.func"() ({
+^bb0(%q: tensor<4x8x16xf32>, %k: tensor<2x8x16xf32>, %v: tensor<2x8x16xf32>):
+  %i = tensor.empty() : tensor<4x8x16xf32>
+  // expected-warning @+1 {{not compressed: this attention is inside 'util.func', not a func.func, and kvmerge-insert-compression rewrites func.func signatures}}
+  %o = kvcache.attention ins(%q, %k, %v : tensor<4x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>) outs(%i : tensor<4x8x16xf32>) causal
+  "util.return"(%o, %k, %v) : (tensor<4x8x16xf32>, tensor<2x8x16xf32>, tensor<2x8x16xf32>) -> ()
+}) {sym_name = "f"} : () -> ()
 
 // -----
 
