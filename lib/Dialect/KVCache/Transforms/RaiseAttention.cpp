@@ -321,8 +321,14 @@ struct RaiseAttentionPass
     for (linalg::LinalgOp op : candidates) {
       // A fresh context per candidate: raising changes the IR under it.
       ExprContext cx(&getContext());
-      if (!looksLikeAttention(cx, op))
+      if (!looksLikeAttention(cx, op)) {
+        if (remarks) {
+          std::string why = opaqueAttention(cx, op);
+          if (!why.empty())
+            op->emitRemark() << "not raised to kvcache.attention: " << why;
+        }
         continue;
+      }
       std::string why;
       FailureOr<AttentionMatch> match = matchAttention(cx, op, why);
       if (failed(match)) {

@@ -566,3 +566,43 @@ func.func @dyn(%q: tensor<4x?x16xf32>, %k: tensor<4x?x16xf32>, %v: tensor<4x?x16
   %o = linalg.batch_matmul ins(%p, %v : tensor<4x?x?xf32>, tensor<4x?x16xf32>) outs(%oz : tensor<4x?x16xf32>) -> tensor<4x?x16xf32>
   return %o : tensor<4x?x16xf32>
 }
+
+// -----
+
+// Dynamic shapes (torch.export with a symbolic sequence length): torch-mlir
+// reshapes through tensor.reshape with a run-time shape, which the analysis
+// does not look through; the remark comes from the SSA graph (a softmax
+// reaches the contraction) and names the op.
+// CHECK-LABEL: func @dynamic_through_reshape
+// CHECK-NOT: kvcache.attention
+func.func @dynamic_through_reshape(%s: tensor<4x?x?xf32>, %v: tensor<4x?x16xf32>, %shape: tensor<3xi64>) -> tensor<4x?x16xf32> {
+  %c0 = arith.constant 0.0 : f32
+  %c1 = arith.constant 1 : index
+  %n = tensor.dim %s, %c1 : tensor<4x?x?xf32>
+  %e = tensor.empty(%n, %n) : tensor<4x?x?xf32>
+  %p = linalg.softmax dimension(2) ins(%s : tensor<4x?x?xf32>) outs(%e : tensor<4x?x?xf32>) -> tensor<4x?x?xf32>
+  %r = tensor.reshape %p(%shape) : (tensor<4x?x?xf32>, tensor<3xi64>) -> tensor<4x?x?xf32>
+  %o0 = tensor.empty(%n) : tensor<4x?x16xf32>
+  %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x?x16xf32>) -> tensor<4x?x16xf32>
+  // expected-remark @+1 {{not raised to kvcache.attention: a softmax reaches operand #0 of this contraction through 'tensor.reshape', which the attention analysis does not look through (the attention has dynamic shapes: kvmerge raises statically shaped attention; export with static shapes)}}
+  %o = linalg.batch_matmul ins(%r, %v : tensor<4x?x?xf32>, tensor<4x?x16xf32>) outs(%oz : tensor<4x?x16xf32>) -> tensor<4x?x16xf32>
+  return %o : tensor<4x?x16xf32>
+}
+
+// -----
+
+// The same with static shapes: the remark names the op, without the
+// dynamic-shape advice.
+// CHECK-LABEL: func @static_through_reshape
+// CHECK-NOT: kvcache.attention
+func.func @static_through_reshape(%s: tensor<4x8x8xf32>, %v: tensor<4x8x16xf32>, %shape: tensor<3xi64>) -> tensor<4x8x16xf32> {
+  %c0 = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<4x8x8xf32>
+  %p = linalg.softmax dimension(2) ins(%s : tensor<4x8x8xf32>) outs(%e : tensor<4x8x8xf32>) -> tensor<4x8x8xf32>
+  %r = tensor.reshape %p(%shape) : (tensor<4x8x8xf32>, tensor<3xi64>) -> tensor<4x8x8xf32>
+  %o0 = tensor.empty() : tensor<4x8x16xf32>
+  %oz = linalg.fill ins(%c0 : f32) outs(%o0 : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
+  // expected-remark-re @+1 {{not raised to kvcache.attention: a softmax reaches operand #0 of this contraction through 'tensor.reshape', which the attention analysis does not look through{{$}}}}
+  %o = linalg.batch_matmul ins(%r, %v : tensor<4x8x8xf32>, tensor<4x8x16xf32>) outs(%oz : tensor<4x8x16xf32>) -> tensor<4x8x16xf32>
+  return %o : tensor<4x8x16xf32>
+}

@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/AffineExprVisitor.h"
 #include "mlir/IR/Matchers.h"
+#include "llvm/ADT/SmallPtrSet.h"
 
 #include <cmath>
 #include <functional>
@@ -776,6 +777,74 @@ bool kvmerge::raise::looksLikeAttention(ExprContext &cx,
     llvm::errs() << "\n";
   }
   return softmaxLike(body->operand(0)) || softmaxLike(body->operand(1));
+}
+
+std::string kvmerge::raise::opaqueAttention(ExprContext &cx,
+                                            linalg::LinalgOp op) {
+  if (op.getNumDpsInputs() != 2 || !linalg::isaContractionOpInterface(op))
+    return "";
+  auto isContractionOp = [](Operation *o) {
+    auto l = dyn_cast<linalg::LinalgOp>(o);
+    return l && l.getNumDpsInputs() == 2 &&
+           linalg::isaContractionOpInterface(l);
+  };
+  // Backward over SSA from each input, stopping at contractions (Q . K^T,
+  // projections): is there an exponential and a reduction in between?
+  for (OpOperand *input : op.getDpsInputOperands()) {
+    bool exp = false, reduction = false;
+    SmallVector<Value> work{input->get()};
+    llvm::SmallPtrSet<Operation *, 32> seen;
+    while (!work.empty() && seen.size() < 256) {
+      Operation *def = work.pop_back_val().getDefiningOp();
+      if (!def || isContractionOp(def) || !seen.insert(def).second)
+        continue;
+      // Also the values a body reads from above (a generic that gathers
+      // with tensor.extract, as torch-mlir's dynamic broadcasts do).
+      def->walk([&](Operation *o) {
+        exp |= o->getName().getStringRef() == "math.exp" ||
+               isa<linalg::SoftmaxOp>(o);
+        if (o != def)
+          for (Value v : o->getOperands())
+            if (!def->isAncestor(v.getParentRegion()->getParentOp()))
+              work.push_back(v);
+      });
+      auto l = dyn_cast<linalg::LinalgOp>(def);
+      reduction |= (l && l.getNumReductionLoops() > 0) ||
+                   isa<linalg::SoftmaxOp>(def);
+      llvm::append_range(work, def->getOperands());
+    }
+    if (!exp || !reduction)
+      continue;
+    // What the expression form stopped at: the op behind this factor.
+    SmallVector<unsigned> dims;
+    Expr *r = resultOf(cx, op, dims);
+    std::string blocker;
+    if (r && isContraction(cx, r)) {
+      Expr *body = stripCasts(cx, r->contribution());
+      unsigned which = input->getOperandNumber() == 0 ? 0 : 1;
+      Expr *f = cx.head(stripCasts(cx, body->operand(which)));
+      if (f->kind == Kind::Load && f->value.getDefiningOp())
+        blocker = f->value.getDefiningOp()->getName().getStringRef().str();
+      else if (anyNode(cx, f,
+                       [](Expr *y) { return y->isOp("tensor.extract"); }))
+        blocker = "tensor.extract";
+    }
+    bool dynamic = llvm::any_of(op->getOperandTypes(), [](Type t) {
+      auto s = dyn_cast<ShapedType>(t);
+      return s && !s.hasStaticShape();
+    });
+    std::string why = "a softmax reaches operand #" +
+                      std::to_string(input->getOperandNumber()) +
+                      " of this contraction";
+    if (!blocker.empty())
+      why += " through '" + blocker + "'";
+    why += ", which the attention analysis does not look through";
+    if (dynamic)
+      why += " (the attention has dynamic shapes: kvmerge raises statically "
+             "shaped attention; export with static shapes)";
+    return why;
+  }
+  return "";
 }
 
 FailureOr<AttentionMatch>

@@ -70,6 +70,13 @@ struct AttentionMatch {
 /// remark when they are not raised.
 bool looksLikeAttention(ExprContext &cx, mlir::linalg::LinalgOp op);
 
+/// For a contraction that `looksLikeAttention` rejects: whether a softmax (an
+/// exponential and a reduction, not crossing another contraction) reaches one
+/// of its operands through ops the expression form does not look into, found
+/// on the SSA graph instead. Returns the remark's reason (naming the op that
+/// blocked the analysis), or "" when nothing attention-like reaches `op`.
+std::string opaqueAttention(ExprContext &cx, mlir::linalg::LinalgOp op);
+
 /// Matches attention ending in the contraction `op`; on failure `why` names
 /// the part that did not match.
 mlir::FailureOr<AttentionMatch> matchAttention(ExprContext &cx,
