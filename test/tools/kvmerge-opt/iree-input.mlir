@@ -8,6 +8,9 @@
 // RUN: not kvmerge-opt %t/custom.mlir --kvmerge-raise-attention 2>&1 | FileCheck %s --check-prefix=PARSE
 // PARSE: error: Dialect `util' not found for custom op 'util.global'
 // PARSE: note: this is IREE's input form (iree-compile --compile-to=input, or iree-turbine's export), whose dialects kvmerge does not read; run kvmerge on torch-mlir's linalg-on-tensors
+// The same from standard input (what Python wrappers and pipes do).
+// RUN: not kvmerge-opt --kvmerge-raise-attention < %t/custom.mlir 2>&1 | FileCheck %s --check-prefix=STDIN
+// STDIN: <stdin>: note: this is IREE's input form
 // RUN: kvmerge-opt %t/generic.mlir --allow-unregistered-dialect --kvmerge-raise-attention -verify-diagnostics -o /dev/null
 
 //--- custom.mlir
