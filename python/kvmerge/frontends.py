@@ -9,7 +9,10 @@ with ``attn_implementation`` eager or sdpa, f32/f16/bf16, batch 1 or more, and o
 run-time ``attention_mask`` argument (padding). Each is exported with torch-mlir's fx importer to
 linalg-on-tensors (:func:`export`) and run in torch eager on the same inputs (:func:`reference`).
 
-Families: ``llama`` (SmolLM2 / Llama), ``qwen2`` (q/k/v projections with bias) and ``mistral``.
+Families (:data:`FAMILIES`): ``llama`` (SmolLM2 / Llama), ``qwen2`` (q/k/v projections with
+bias), ``mistral``, ``qwen3`` and ``olmo2`` (q/k norms), ``gemma``, ``gemma2`` (soft-capped logits
+in eager: not attention kvmerge can raise, and it says so), ``granite`` (its own attention scale)
+and ``phi3`` (fused qkv projection).
 Needs ``torch``, ``transformers`` and ``torch-mlir`` (python/requirements-torch.txt).
 
 ``scripts/export_frontends.py`` writes these modules as lit inputs (weights elided);
@@ -23,7 +26,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["Spec", "build", "export", "reference", "capture", "strip_resources", "SHAPES"]
+__all__ = ["Spec", "build", "export", "reference", "capture", "strip_resources", "SHAPES", "FAMILIES",
+           "kvmerge_opt", "raise_and_run", "rel_error", "check"]
 
 #: Model shapes: ``tiny`` for committed lit inputs (small weights), ``smollm2`` = SmolLM2-135M's
 #: attention (hidden 576, 9 query / 3 KV heads, head_dim 64).
@@ -38,7 +42,7 @@ SHAPES = {
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """One exported module."""
-    family: str = "llama"        # llama | qwen2 | mistral
+    family: str = "llama"        # a key of FAMILIES
     kind: str = "layer_prefill"  # {attn,layer}_{prefill,decode}
     impl: str = "eager"          # eager | sdpa
     dtype: str = "f32"           # f32 | f16 | bf16
@@ -48,6 +52,7 @@ class Spec:
     cache: int = 16              # decode: tokens already in the cache
     padding: bool = False        # a run-time attention_mask [B, cache + tokens] argument
     position: Optional[int] = None  # decode: position of the first new token (default: cache)
+    dynamic: bool = False        # export with a symbolic token count (prefill L / decode cache)
 
     @property
     def name(self) -> str:
@@ -58,7 +63,7 @@ class Spec:
             n += f"_c{self.cache}_t{self.tokens}"
         if self.position is not None:
             n += f"_p{self.position}"
-        return n + ("_padded" if self.padding else "")
+        return n + ("_padded" if self.padding else "") + ("_dyn" if self.dynamic else "")
 
     @property
     def decode(self) -> bool:
@@ -70,26 +75,49 @@ def _torch_dtype(name):
     return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
+#: Model families: transformers module, class prefix, and what their attention does differently.
+FAMILIES = {
+    "llama": ("llama", "Llama"),        # SmolLM2 / Llama: GQA, RoPE, causal
+    "qwen2": ("qwen2", "Qwen2"),        # q/k/v projections with bias
+    "mistral": ("mistral", "Mistral"),
+    "qwen3": ("qwen3", "Qwen3"),        # RMSNorm on each head of q and k before RoPE
+    "gemma": ("gemma", "Gemma"),        # GeLU MLP, (1 + w) norms, scaled embeddings
+    "gemma2": ("gemma2", "Gemma2"),     # query_pre_attn_scalar; eager soft-caps the logits (tanh)
+    "granite": ("granite", "Granite"),  # attention_multiplier instead of 1/sqrt(D)
+    "phi3": ("phi3", "Phi3"),           # one fused qkv projection, sliced
+    "olmo2": ("olmo2", "Olmo2"),        # RMSNorm on the whole q and k projections
+}
+
+
 def _config(spec: Spec):
     import transformers
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
-           "mistral": transformers.MistralConfig}[spec.family]
+    module, prefix = FAMILIES[spec.family]
+    cls = getattr(transformers, prefix + "Config")
     kw = dict(SHAPES[spec.shape], num_hidden_layers=1, vocab_size=128,
               max_position_embeddings=4096, rms_norm_eps=1e-5)
-    if spec.family == "mistral":
+    if spec.family in ("mistral", "qwen3", "gemma2"):
         kw["sliding_window"] = None
+    if spec.family == "gemma2":
+        kw.update(query_pre_attn_scalar=kw["head_dim"], attn_logit_softcapping=50.0,
+                  final_logit_softcapping=None, layer_types=["full_attention"])
+    if spec.family == "granite":
+        kw["attention_multiplier"] = 0.2   # not 1/sqrt(head_dim): the scale must come from the IR
+    if spec.family == "phi3":
+        del kw["head_dim"]                 # Phi-3 derives it from hidden / heads
     cfg = cls(**kw)
     cfg._attn_implementation = spec.impl
     return cfg
 
 
+def _head_dim(cfg) -> int:
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
 def _classes(family):
-    from transformers.models.llama import modeling_llama as ll
-    from transformers.models.mistral import modeling_mistral as mm
-    from transformers.models.qwen2 import modeling_qwen2 as qm
-    mod = {"llama": (ll, "Llama"), "qwen2": (qm, "Qwen2"), "mistral": (mm, "Mistral")}[family]
-    m, p = mod
-    return getattr(m, p + "Attention"), getattr(m, p + "DecoderLayer"), getattr(m, p + "RotaryEmbedding")
+    import importlib
+    module, prefix = FAMILIES[family]
+    m = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    return getattr(m, prefix + "Attention"), getattr(m, prefix + "DecoderLayer"), getattr(m, prefix + "RotaryEmbedding")
 
 
 def build(spec: Spec, seed: int = 0):
@@ -133,6 +161,8 @@ def build(spec: Spec, seed: int = 0):
                 out = self.block(hidden, attention_mask=mask, position_ids=position_ids,
                                  past_key_values=cache, use_cache=True,
                                  cache_position=cache_position, position_embeddings=pe)
+                if isinstance(out, tuple):  # some layers (Granite) still return (hidden,)
+                    out = out[0]
             else:
                 out, _ = self.block(hidden, position_embeddings=pe, attention_mask=mask,
                                     past_key_values=cache, cache_position=cache_position)
@@ -149,7 +179,7 @@ def build(spec: Spec, seed: int = 0):
     B, T, H = spec.batch, spec.tokens, cfg.hidden_size
     inputs = [torch.randn(B, T, H, generator=g).to(dtype)]
     if spec.decode:
-        kv = (B, cfg.num_key_value_heads, spec.cache, cfg.head_dim)
+        kv = (B, cfg.num_key_value_heads, spec.cache, _head_dim(cfg))
         inputs += [torch.randn(kv, generator=g).to(dtype), torch.randn(kv, generator=g).to(dtype)]
     if spec.padding:
         total = spec.cache + T if spec.decode else T
@@ -165,9 +195,15 @@ def export(spec: Spec, seed: int = 0) -> str:
     import torch
     from torch_mlir import fx
     model, inputs = build(spec, seed)
+    kw = {}
+    if spec.dynamic:  # torch.export's symbolic sizes: the prompt length, or the cache length
+        if spec.padding:
+            raise ValueError("Spec: dynamic=True is not combined with padding")
+        n = torch.export.Dim("n", min=2, max=4096)
+        kw["dynamic_shapes"] = (None, {2: n}, {2: n}) if spec.decode else ({1: n},)
     with torch.no_grad():
         mod = fx.export_and_import(model, *inputs, output_type="linalg-on-tensors",
-                                   func_name="main")
+                                   func_name="main", **kw)
     return str(mod)
 
 
@@ -203,13 +239,15 @@ def capture(spec: Spec, seed: int = 0, past=None):
     if past is not None:
         inputs[1] = _from_numpy(past[0], inputs[1].dtype)
         inputs[2] = _from_numpy(past[1], inputs[2].dtype)
-    seen = []
+    seen, scaling = [], []
     import importlib
-    mod = importlib.import_module(f"transformers.models.{spec.family}.modeling_{spec.family}")
+    mod = importlib.import_module(f"transformers.models.{FAMILIES[spec.family][0]}."
+                                  f"modeling_{FAMILIES[spec.family][0]}")
 
     def recording(original):
         def attention(module, q, k, v, *args, **kwargs):
             seen.append((q.detach().clone(), k.detach().clone(), v.detach().clone()))
+            scaling.append(kwargs.get("scaling", getattr(module, "scaling", None)))
             return original(module, q, k, v, *args, **kwargs)
         return attention
 
@@ -230,6 +268,7 @@ def capture(spec: Spec, seed: int = 0, past=None):
         else:
             ALL_ATTENTION_FUNCTIONS[spec.impl] = original
     (q, k, v), = seen
+    capture.scaling = scaling[0]  # the logit scale the module used (read by check())
     return ([_to_numpy(t) for t in inputs], [_to_numpy(t.contiguous()) for t in outs],
             tuple(_to_numpy(t.contiguous()) for t in (q, k, v)))
 
@@ -258,3 +297,99 @@ def strip_resources(text: str, keep_bytes: int = 256) -> str:
     kept = [k.rstrip().rstrip(",") for k in kept]
     return (body.rstrip() + "\n\n{-#\n  dialect_resources: {\n    builtin: {\n"
             + ",\n".join(kept) + "\n    }\n  }\n#-}\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Running exported modules through kvmerge (shared by test/python/test_frontends.py and
+# scripts/frontend_matrix.py)
+# ------------------------------------------------------------------------------------------------
+def kvmerge_opt(text: str, *passes: str, stderr: bool = False):
+    """``kvmerge-opt text passes...``: the output IR (and the diagnostics with ``stderr=True``);
+    a :class:`kvmerge.CompileError` with the diagnostics on failure."""
+    import subprocess
+    from . import compiled
+    from .errors import CompileError
+    proc = subprocess.run([compiled.tool("kvmerge-opt"), *passes], input=text, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise CompileError(proc.stderr.strip())
+    return (proc.stdout, proc.stderr) if stderr else proc.stdout
+
+
+def raise_and_run(text: str, inputs, n_out: int, *passes: str):
+    """Raises ``text``'s attention (exactly one), runs ``passes`` after it, compiles with kvmerge's
+    CPU pipeline and runs ``@main`` on ``inputs``: ``(raised IR, outputs)``."""
+    from . import compiled
+    raised = kvmerge_opt(text, "--kvmerge-raise-attention", *passes, "--canonicalize", "--cse")
+    n = raised.count("kvcache.attention ins")
+    if n != 1:
+        raise AssertionError(f"expected one raised attention, found {n}")
+    return raised, compiled.run(raised, "main", inputs, n_out)
+
+
+def rel_error(got, want) -> float:
+    """max |got - want| / max |want| (in f64); shapes must agree."""
+    g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if g.shape != w.shape:
+        raise AssertionError(f"shape {g.shape} != {w.shape}")
+    return float(np.max(np.abs(g - w))) / max(float(np.max(np.abs(w))), 1e-30)
+
+
+def check(spec: Spec, policy: str = "kvmerger", budget: float = 0.5, seed: int = 0) -> dict:
+    """What kvmerge does with ``spec``'s torch-mlir export, measured against torch.
+
+    Returns a dict: ``raised`` (the raise remark, or the rejection remark), ``full_err`` (max
+    relative error of every output of the raised module vs torch eager), ``compress`` (what
+    ``--kvmerge-insert-compression`` did, or its error), and for a prefill ``cache`` (whether the
+    compressed cache equals ``kvmerge.reference.compress`` of the module's own post-RoPE K/V scored
+    by its own queries at its own scale; checked without a padding mask) and ``out_err`` (layer
+    output with compression inserted vs torch); for a decode step ``out_err`` of the decode with
+    compression inserted over a full cache (``lengths = cache``) vs torch.
+    """
+    import re as _re
+    from . import reference as ref
+    from .errors import CompileError
+    row = {"spec": spec, "raised": "", "full_err": None, "compress": "", "cache": None,
+           "out_err": None}
+    text = export(spec, seed)
+    _, diag = kvmerge_opt(text, "--kvmerge-raise-attention=remarks=true", "-o", "/dev/null",
+                          stderr=True)
+    remarks = [m.group(1) for m in _re.finditer(r"remark: (.*)", diag)]
+    raised = [r for r in remarks if r.startswith("raised attention")]
+    row["raised"] = raised[0] if raised else (remarks[0] if remarks else "no remark")
+    if not raised:
+        return row
+    inputs, want, (q, k, v) = capture(spec, seed)
+    scaling = capture.scaling
+    _, got = raise_and_run(text, inputs, len(want))
+    row["full_err"] = max(rel_error(g, w) for g, w in zip(got, want))
+    options = f"--kvmerge-insert-compression=policy={policy} budget={budget}"
+    try:
+        out, diag = kvmerge_opt(text, "--kvmerge-raise-attention", options, stderr=True)
+    except CompileError as e:
+        row["compress"] = "error: " + str(e).split("error: ", 1)[-1].splitlines()[0]
+        return row
+    remarks = [m.group(1) for m in _re.finditer(r"(?:remark|warning): (.*)", diag)]
+    row["compress"] = remarks[0] if remarks else "marked caches"
+    if ("kvcache.append" if spec.decode else "kvcache.compress") not in out:
+        return row  # nothing inserted: the remark says why
+    B, hkv = spec.batch, k.shape[1]
+    if not spec.decode:
+        _, got = raise_and_run(text, inputs, 7, options)
+        out, ck, cv, pos, cnt, sc, lengths = got
+        row["out_err"] = rel_error(out, want[0])
+        if not spec.padding:
+            kk = k.reshape(B * hkv, *k.shape[2:])
+            vv = v.reshape(B * hkv, *v.shape[2:])
+            scores = ref.accumulated_scores(q.reshape(-1, *q.shape[2:]), kk, scale=scaling)
+            r = ref.compress(kk, vv, scores, policy=policy, ratio=budget)
+            ok = (np.array_equal(pos, r["positions"]) and np.array_equal(cnt, r["counts"])
+                  and np.array_equal(lengths, r["lengths"]))
+            err = max(rel_error(ck.reshape(r["keys"].shape), r["keys"]),
+                      rel_error(cv.reshape(r["values"].shape), r["values"]))
+            row["cache"] = (ok, err)
+    else:
+        lengths = np.full((B * hkv,), spec.cache, np.int32)
+        _, got = raise_and_run(text, inputs + [lengths], 4, options)
+        row["out_err"] = max(rel_error(g, w) for g, w in zip(got[:3], want))
+    return row

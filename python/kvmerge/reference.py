@@ -712,7 +712,7 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
 # --------------------------------------------------------------------------------------------------
 # attention
 # --------------------------------------------------------------------------------------------------
-def accumulated_scores(q, k, *, obs_window=None, normalize=False):
+def accumulated_scores(q, k, *, obs_window=None, normalize=False, scale=None):
     """Accumulated attention ``a [Hkv, L]`` of a causal prefill (H2O / SnapKV style).
 
     ``a[h, t] = sum over observation queries i and over the G query heads j of KV head h
@@ -727,6 +727,8 @@ def accumulated_scores(q, k, *, obs_window=None, normalize=False):
             (``L - max(t, L - w)``), i.e. the mean attention per observing query instead of the sum
             (kvpress's ObservedAttention). Removes the sum's bias toward old tokens, which are seen by
             more queries. Default off (the spec's sum).
+        scale: the logit scale; ``None`` -- ``1/sqrt(D)``. Models with their own scale (Granite's
+            ``attention_multiplier``, Gemma 2's ``query_pre_attn_scalar``) score with it.
 
     Returns:
         ``[Hkv, L]`` in f32 (f64 if either input is float64).  Computed in query chunks, so memory
@@ -750,7 +752,7 @@ def accumulated_scores(q, k, *, obs_window=None, normalize=False):
     cd = _compute_dtype(qa, ka)
     qc = _to_compute(qa, cd, "q")
     kc = _to_compute(ka, cd, "k")
-    scale = cd.type(1.0 / math.sqrt(D)) if D else cd.type(1)
+    scale = _scale_arg(scale, D, cd)
     acc = np.zeros((Hkv, L), dtype=cd)
     first = L - w
     chunk = max(1, min(w, (1 << 22) // max(1, G * L)))
@@ -846,14 +848,17 @@ def resolve_attention_args(q, keys, values, lengths, *, counts=None, count_bias=
             bias = np.where(valid, np.log(np.maximum(c, 1).astype(cd)), 0).astype(cd)
     elif count_bias:
         raise ValueError("counts: count_bias=True needs counts")
+    return AttentionArgs(qc, kc, vc, n, valid, bias, _scale_arg(scale, D, cd), G)
+
+
+def _scale_arg(scale, D, cd):
+    """The logit scale in the compute dtype: ``1/sqrt(D)`` for ``None``, else a finite number."""
     if scale is None:
-        sc = cd.type(1.0 / math.sqrt(D)) if D else cd.type(1)
-    else:
-        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)) \
-                or not math.isfinite(float(scale)):
-            raise ValueError(f"scale: expected a finite number, got {scale!r}")
-        sc = cd.type(scale)
-    return AttentionArgs(qc, kc, vc, n, valid, bias, sc, G)
+        return cd.type(1.0 / math.sqrt(D)) if D else cd.type(1)
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (numbers.Real, np.floating, np.integer)) \
+            or not math.isfinite(float(scale)):
+        raise ValueError(f"scale: expected a finite number, got {scale!r}")
+    return cd.type(scale)
 
 
 def attention(q, keys, values, lengths, *, counts=None, count_bias=False, scale=None, mask=None):

@@ -17,7 +17,8 @@ scripts/setup.sh); skips, saying so, where they are missing.
 """
 from __future__ import annotations
 
-import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ pytest.importorskip("transformers", reason="transformers not installed (python/r
 pytest.importorskip("torch_mlir", reason="torch-mlir not installed (python/requirements-torch.txt)")
 
 from kvmerge import compiled, frontends as fe, reference  # noqa: E402
+from kvmerge.errors import CompileError  # noqa: E402
 
 try:
     import iree.compiler  # noqa: F401
@@ -38,23 +40,15 @@ except ImportError:  # pragma: no cover
 EPS = {"f32": 1e-5, "f16": 2 * 2.0 ** -10, "bf16": 2 * 2.0 ** -7}
 
 
-def kvmerge_opt(text: str, *passes: str) -> str:
-    proc = subprocess.run([compiled.tool("kvmerge-opt"), *passes], input=text, capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+kvmerge_opt = fe.kvmerge_opt
 
 
 def raise_and_run(spec: fe.Spec, text: str, inputs, n_out, *passes):
-    raised = kvmerge_opt(text, "--kvmerge-raise-attention", *passes, "--canonicalize", "--cse")
-    assert raised.count("kvcache.attention ins") == 1, "attention was not raised"
-    return raised, compiled.run(raised, "main", inputs, n_out)
+    return fe.raise_and_run(text, inputs, n_out, *passes)
 
 
 def close(got, want, eps, what):
-    g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert g.shape == w.shape, (what, g.shape, w.shape)
-    err = float(np.max(np.abs(g - w))) / max(float(np.max(np.abs(w))), 1e-30)
+    err = fe.rel_error(got, want)
     assert err <= eps, f"{what}: relative error {err:.3g} > {eps:.3g}"
     return err
 
@@ -73,10 +67,35 @@ NUMERIC = [
     fe.Spec(kind="layer_decode", impl="eager", dtype="bf16", tokens=1),
     fe.Spec(family="qwen2", kind="layer_prefill", impl="eager"),
     fe.Spec(family="mistral", kind="layer_decode", impl="sdpa", tokens=1),
+    # Families whose attention is spelled differently: q/k norms (Qwen3), the model's own scale
+    # (Granite), a fused qkv projection (Phi-3).
+    fe.Spec(family="qwen3", kind="layer_prefill", impl="sdpa"),
+    fe.Spec(family="granite", kind="layer_decode", impl="eager", tokens=1),
+    fe.Spec(family="phi3", kind="layer_prefill", impl="eager"),
     # SmolLM2-135M's attention shapes: hidden 576, 9 query / 3 KV heads, head_dim 64.
     fe.Spec(kind="layer_prefill", impl="sdpa", shape="smollm2", tokens=128),
     fe.Spec(kind="layer_decode", impl="eager", shape="smollm2", cache=128, tokens=1),
 ]
+
+
+def test_softcapped_logits_are_not_raised_and_say_why():
+    """Gemma 2 eager soft-caps the logits (tanh): not softmax(alpha * QK^T + bias) V, so it is
+    not raised, and the remark names the tanh."""
+    text = fe.export(fe.Spec(family="gemma2", kind="layer_prefill", impl="eager"))
+    out, diag = kvmerge_opt(text, "--kvmerge-raise-attention=remarks=true", stderr=True)
+    assert "kvcache.attention" not in out
+    assert "not raised to kvcache.attention: logits are not an affine function of Q . K^T " \
+           "(they apply 'math.tanh' to it)" in diag
+
+
+def test_granite_compressed_cache_is_scored_at_the_model_scale():
+    """Granite's attention_multiplier (0.2, not 1/sqrt(D)) is the raised scale, and the prefill
+    cache is compressed with scores at that scale (kvmerge.reference at scale 0.2)."""
+    row = fe.check(fe.Spec(family="granite", kind="layer_prefill", impl="eager"))
+    assert "scale = 0.2," in row["raised"], row["raised"]
+    assert row["full_err"] <= 1e-5 and row["out_err"] <= 1e-5, row
+    ok, err = row["cache"]
+    assert ok and err <= 1e-5, row
 
 
 @pytest.mark.parametrize("spec", NUMERIC, ids=lambda s: s.name)
@@ -185,3 +204,31 @@ def test_iree_runs_the_raised_and_exported_module(spec):
             close(g, o, 1e-5, f"IREE vs kvmerge CPU, output {i}")
         else:
             np.testing.assert_array_equal(g, o)
+
+
+@pytest.mark.skipif(not HAVE_IREE, reason="the IREE wheels are not installed "
+                    "(pip install -r python/requirements-iree.txt)")
+def test_iree_input_form_gets_a_clear_diagnostic(tmp_path):
+    """iree-turbine's export through ``iree-compile --compile-to=input`` is IREE's own input form
+    (util/hal dialects): kvmerge does not read it and says which path works. Printed generically,
+    it parses with --allow-unregistered-dialect and the attention is raised, but insertion cannot
+    rewrite a util.func signature and warns."""
+    aot = pytest.importorskip("iree.turbine.aot", reason="iree-turbine not installed")
+    import shutil
+    import subprocess
+    spec = fe.Spec(kind="layer_prefill", impl="eager")
+    model, inputs = fe.build(spec)
+    (tmp_path / "torch.mlir").write_text(str(aot.export(model, *inputs).mlir_module))
+    iree_compile = shutil.which("iree-compile") or str(Path(sys.executable).parent / "iree-compile")
+    for name, extra in (("input.mlir", []), ("generic.mlir", ["--mlir-print-op-generic"])):
+        subprocess.run([iree_compile, "--compile-to=input", *extra, str(tmp_path / "torch.mlir"),
+                        "-o", str(tmp_path / name)], check=True, capture_output=True)
+    with pytest.raises(CompileError) as e:
+        kvmerge_opt((tmp_path / "input.mlir").read_text(), "--kvmerge-raise-attention")
+    assert "this is IREE's input form" in str(e.value) and "linalg-on-tensors" in str(e.value)
+    out, diag = kvmerge_opt((tmp_path / "generic.mlir").read_text(), "--allow-unregistered-dialect",
+                            "--kvmerge-raise-attention=remarks=true",
+                            "--kvmerge-insert-compression=budget=0.5", stderr=True)
+    assert "remark: raised attention (G = 2, scale = 0.25, causal)" in diag
+    assert "warning: not compressed: this attention is inside 'util.func', not a func.func" in diag
+    assert "kvcache.compress" not in out

@@ -158,8 +158,9 @@ def bf_compress(K, V, A, *, policy, budget=None, ratio=None, sink=4, recent=None
     return bf_layout(heads, K, V, A, B)
 
 
-def bf_accumulated(q, k, obs_window=None):
+def bf_accumulated(q, k, obs_window=None, scale=None):
     Hq, L, D = q.shape
+    scale = 1 / math.sqrt(D) if scale is None else scale
     Hkv = k.shape[0]
     G = Hq // Hkv
     w = L if obs_window is None else obs_window
@@ -167,7 +168,7 @@ def bf_accumulated(q, k, obs_window=None):
     for j in range(Hq):
         h = j // G
         for i in range(L - w, L):
-            logits = [sum(float(q[j, i, d]) * float(k[h, t, d]) for d in range(D)) / math.sqrt(D)
+            logits = [sum(float(q[j, i, d]) * float(k[h, t, d]) for d in range(D)) * scale
                       for t in range(i + 1)]
             m = max(logits)
             e = [math.exp(x - m) for x in logits]
@@ -673,6 +674,20 @@ def test_accumulated_scores_bruteforce(obs_window, hq, hkv):
         assert np.all(a[:, : L - w] >= 0)
     a32 = R.accumulated_scores(q.astype(np.float32), k.astype(BF16), obs_window=obs_window)
     assert a32.dtype == np.float32
+
+
+@pytest.mark.parametrize("scale", [0.2, 1.0, 3.5])
+def test_accumulated_scores_own_scale(scale):
+    """A model's own logit scale (Granite's attention_multiplier) replaces 1/sqrt(D)."""
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((4, 9, 4))
+    k = rng.standard_normal((2, 9, 4))
+    a = R.accumulated_scores(q, k, scale=scale)
+    np.testing.assert_allclose(a, bf_accumulated(q, k, scale=scale), rtol=1e-12)
+    assert not np.allclose(a, R.accumulated_scores(q, k))
+    for bad in (float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="scale"):
+            R.accumulated_scores(q, k, scale=bad)
 
 
 def test_accumulated_scores_chunking_consistent():
