@@ -163,10 +163,17 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   bufferization::buildBufferDeallocationPipeline(pm);
   pm.addPass(createCanonicalizerPass());
 
-  // Loops -> LLVM.
-  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
-  if (options.parallelRuntime)
+  // Loops -> LLVM. With the runtime, linalg's parallel dimensions become
+  // scf.parallel and every outermost one a task function: the matmuls and
+  // elementwise nests of a model use every core, and a whole model is many
+  // small functions for LLVM instead of one huge one (whose register
+  // allocation is superlinear: 30 Llama layers took minutes).
+  if (options.parallelRuntime) {
+    pm.addNestedPass<func::FuncOp>(createConvertLinalgToParallelLoopsPass());
     pm.addPass(createKVMergeOutlineParallelLoops());
+  } else {
+    pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  }
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
