@@ -28,7 +28,7 @@ import numpy as np
 from . import _loader, reference
 from .errors import CompileError
 
-__all__ = ["compress", "attention", "compress_module", "attention_module", "run", "CompileError", "tool",
+__all__ = ["compress", "attention", "compress_module", "attention_module", "run", "CompileError", "tool", "opt",
            "uses_native"]
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +56,15 @@ def tool(name: str) -> str:
     if not found:
         raise FileNotFoundError(f"{name} not found: build the project (scripts/setup.sh) or set KVMERGE_BUILD_DIR")
     return found
+
+
+def opt(text: str, *flags: str, stderr: bool = False):
+    """``kvmerge-opt flags...`` on ``text``: the output IR (and the diagnostics with
+    ``stderr=True``); :class:`kvmerge.CompileError` with the diagnostics on failure."""
+    proc = subprocess.run([tool("kvmerge-opt"), *flags], input=text, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(f"kvmerge-opt {' '.join(flags)} failed:\n{proc.stderr.strip()[-4000:]}")
+    return (proc.stdout, proc.stderr) if stderr else proc.stdout
 
 
 def _ty(shape, dtype) -> str:

@@ -304,16 +304,9 @@ def strip_resources(text: str, keep_bytes: int = 256) -> str:
 # scripts/frontend_matrix.py)
 # ------------------------------------------------------------------------------------------------
 def kvmerge_opt(text: str, *passes: str, stderr: bool = False):
-    """``kvmerge-opt text passes...``: the output IR (and the diagnostics with ``stderr=True``);
-    a :class:`kvmerge.CompileError` with the diagnostics on failure."""
-    import subprocess
+    """:func:`kvmerge.compiled.opt`."""
     from . import compiled
-    from .errors import CompileError
-    proc = subprocess.run([compiled.tool("kvmerge-opt"), *passes], input=text, capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise CompileError(proc.stderr.strip())
-    return (proc.stdout, proc.stderr) if stderr else proc.stdout
+    return compiled.opt(text, *passes, stderr=stderr)
 
 
 def raise_and_run(text: str, inputs, n_out: int, *passes: str):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
 import sys
 import time
 from typing import List, Optional
@@ -205,11 +204,7 @@ def export_upstream(text: str) -> str:
 
 
 def _kvmerge_opt(text: str, *flags: str) -> str:
-    cmd = [compiled.tool("kvmerge-opt"), *flags]
-    proc = subprocess.run(cmd, input=text, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise compiled.CompileError(f"kvmerge-opt {' '.join(flags)} failed:\n{proc.stderr[-4000:]}")
-    return proc.stdout
+    return compiled.opt(text, *flags)
 
 
 def count_attentions(text: str) -> int:
