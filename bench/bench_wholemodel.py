@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from kvmerge import texts, wholemodel  # noqa: E402
 
@@ -77,6 +75,9 @@ def main():
     ap.add_argument("--policies", nargs="*", default=["full", "kvmerger@0.5", "kvmerger@0.35"])
     ap.add_argument("--iree", nargs="*", default=["full", "kvmerger@0.5"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--base-prefix", type=int, default=32,
+                    help="prefix of the baseline decode (attention cost ~0): decode time minus the "
+                         "baseline's is the attention's share; 0 skips it")
     a = ap.parse_args()
     os.environ.setdefault("KVMERGE_THREADS", str(a.threads))
     spec = wholemodel.ModelSpec.load(a.model)
@@ -84,28 +85,56 @@ def main():
     rows = []
     print(f"# {a.model}, prefix {a.prefix} tokens of {a.doc}, {a.decode} decode steps, "
           f"{a.threads} threads; load average {os.getloadavg()[0]:.2f} at start", flush=True)
-    rows.append(("torch eager", "full", run_torch(spec, toks, a.decode, a.threads)))
-    print("torch done", flush=True)
+    print("| backend | policy | export s | compile s | prefill tok/s | decode tok/s | decode vs torch "
+          "| KV cache after prefill (MiB) | same greedy tokens as torch |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+
+    def row(be, pol, r):
+        # Printed as soon as it is measured (a later backend that dies does not lose it).
+        rows.append((be, pol, r))
+        base = rows[0][2]
+        same = "yes" if r["tokens"] == base["tokens"] else \
+            f"{sum(x == y for x, y in zip(r['tokens'], base['tokens']))}/{len(base['tokens'])}"
+        print(f"| {be} | {pol} | {r['export_s']:.1f} | {r['compile_s']:.1f} | {r['prefill']:.1f} | "
+              f"{r['decode']:.2f} | {r['decode'] / base['decode']:.2f}x | {r['kv'] / 2**20:.1f} | {same} |",
+              flush=True)
+
+    row("torch eager", "full", run_torch(spec, toks, a.decode, a.threads))
     for s in a.policies:
         p, b = parse_policy(s)
-        rows.append(("kvmerge", s, run_compiled(spec, toks, p, b, a.decode, "kvmerge")))
-        print(f"kvmerge {s} done", flush=True)
+        row("kvmerge", s, run_compiled(spec, toks, p, b, a.decode, "kvmerge"))
+    base_dec = None
+    if a.base_prefix:
+        short = texts.load_tokens(a.doc, spec.model.tokenizer, a.base_prefix)
+        base_dec = run_compiled(spec, short, "full", "1.0", a.decode, "kvmerge")["decode"]
+
+    if base_dec:
+        # Decode time per token minus the same program's at a tiny prefix: the part that grows
+        # with the cache (attention over it, plus the cache's copies), per policy.
+        print(f"\nAttention share of a decode step (kvmerge, ms/token minus {1e3 / base_dec:.1f} ms "
+              f"at a {a.base_prefix}-token prefix):\n")
+        print("| policy | cache after prefill / full | decode ms/token | cache-dependent ms/token "
+              "| cache-dependent vs full |")
+        print("|---|---:|---:|---:|---:|")
+        full_ms = None
+        for be, pol, r in rows:
+            if be != "kvmerge":
+                continue
+            ms = 1e3 / r["decode"]
+            dep = ms - 1e3 / base_dec
+            full_ms = dep if pol == "full" else full_ms
+            share = r["kv"] / rows[0][2]["kv"]
+            vs = f"{dep / full_ms:.2f}" if full_ms else ""
+            print(f"| {pol} | {share:.2f} | {ms:.1f} | {dep:.1f} | {vs} |")
+    # IREE last (slowest to build), its rows after the table above.
+    if a.iree:
+        print("\nIREE (the same modules through --kvmerge-export-upstream -> iree-compile):\n", flush=True)
     for s in a.iree:
         p, b = parse_policy(s)
         try:
-            rows.append(("IREE", s, run_compiled(spec, toks, p, b, a.decode, "iree")))
+            row("IREE", s, run_compiled(spec, toks, p, b, a.decode, "iree"))
         except Exception as e:  # noqa: BLE001 - reported in the table
-            print(f"IREE {s}: failed: {str(e)[:300]}", flush=True)
-        print(f"IREE {s} done", flush=True)
-    base = rows[0][2]
-    print()
-    print("| backend | policy | export s | compile s | prefill tok/s | decode tok/s | decode vs torch "
-          "| KV cache after prefill (MiB) | same greedy tokens as torch |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for be, pol, r in rows:
-        same = "yes" if r["tokens"] == base["tokens"] else f"{sum(x == y for x, y in zip(r['tokens'], base['tokens']))}/{len(base['tokens'])}"
-        print(f"| {be} | {pol} | {r['export_s']:.1f} | {r['compile_s']:.1f} | {r['prefill']:.1f} | "
-              f"{r['decode']:.2f} | {r['decode'] / base['decode']:.2f}x | {r['kv'] / 2**20:.1f} | {same} |")
+            print(f"| IREE | {s} | failed: {str(e)[:300]} |", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
