@@ -38,9 +38,39 @@ def _parser():
     p.add_argument("--no-validate", action="store_true", help="skip the model sanity check")
     p.add_argument("--json", default=None, help="also dump all raw numbers to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--backend", choices=["numpy", "torch"], default=None,
+                   help="forward pass: numpy (kvmerge.models, default) or torch (HF transformers "
+                        "built from the same weights; needs torch + transformers)")
+    p.add_argument("--peers", choices=["kvpress"], default=None,
+                   help="add NVIDIA kvpress's presses as rows (implies --backend torch; needs "
+                        "kvpress)")
+    p.add_argument("--presses", default=None,
+                   help="comma-separated kvpress presses for --peers (default: all of "
+                        "ObservedAttention, ExpectedAttention, Merging(ObservedAttention), TOVA, "
+                        "SnapKV, StreamingLLM, PyramidKV, KeyDiff, Knorm)")
+    p.add_argument("--policies", default=None,
+                   help="comma-separated policy labels to keep (full is always kept), e.g. "
+                        "h2o,kvmerger,kvpress:ObservedAttention")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (torch backend)")
+    p.add_argument("--checkpoint", default=None, metavar="JSON",
+                   help="rewrite this JSON after every document (partial results)")
     p.add_argument("--from-json", default=None, metavar="JSON",
                    help="do not compute: rewrite the report and PNGs from a --json dump")
     return p
+
+
+def _split_names(text: str) -> list:
+    """Comma-separated names; commas inside parentheses do not split (Merging(A,B))."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur += ch
+    out.append(cur.strip())
+    return [x for x in out if x]
 
 
 def main(argv=None) -> int:
@@ -60,6 +90,23 @@ def main(argv=None) -> int:
         kw["variants"] = False
     if args.no_validate:
         kw["validate"] = False
+    if args.backend:
+        kw["backend"] = args.backend
+    if args.peers == "kvpress":
+        kw["backend"] = "torch"
+        if args.backend == "numpy":
+            raise SystemExit("--peers kvpress needs --backend torch")
+        from .torch_backend import PRESS_NAMES
+        kw["presses"] = ([x.strip() for x in _split_names(args.presses)] if args.presses
+                         else list(PRESS_NAMES))
+    elif args.presses:
+        raise SystemExit("--presses needs --peers kvpress")
+    if args.policies:
+        kw["only"] = _split_names(args.policies)
+    if args.threads:
+        kw["threads"] = args.threads
+    if args.checkpoint:
+        kw["checkpoint"] = args.checkpoint
     cfg = quick_config(**kw) if args.quick else full_config(**kw)
     out = Path(args.out) if args.out else (REPO / ("build/eval-quick" if args.quick else "docs"))
     cfg.out = str(out)
