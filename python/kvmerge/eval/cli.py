@@ -49,13 +49,22 @@ def _parser():
                         "ObservedAttention, ExpectedAttention, Merging(ObservedAttention), TOVA, "
                         "SnapKV, StreamingLLM, PyramidKV, KeyDiff, Knorm)")
     p.add_argument("--policies", default=None,
-                   help="comma-separated policy labels to keep (full is always kept), e.g. "
-                        "h2o,kvmerger,kvpress:ObservedAttention")
+                   help="comma-separated labels of our policies to keep (full is always kept; "
+                        "kvpress rows are chosen by --presses), e.g. h2o,kvmerger,kvmerger-norm")
     p.add_argument("--threads", type=int, default=None, help="torch threads (torch backend)")
     p.add_argument("--checkpoint", default=None, metavar="JSON",
                    help="rewrite this JSON after every document (partial results)")
+    p.add_argument("--resume", default=None, metavar="JSON",
+                   help="reuse the documents of a --checkpoint/--json of the same protocol that "
+                        "scored every policy of this run (extra policies are dropped)")
     p.add_argument("--from-json", default=None, metavar="JSON",
                    help="do not compute: rewrite the report and PNGs from a --json dump")
+    p.add_argument("--power-json", default=None, metavar="JSON",
+                   help="with --from-json: a --json dump of the same protocol on more documents "
+                        "(top policies), pooled into a 'more scored tokens' section")
+    p.add_argument("--retrieval-json", default=None, metavar="JSON",
+                   help="with --from-json: a python -m kvmerge.eval.retrieval --json dump "
+                        "(passkey retrieval section)")
     return p
 
 
@@ -107,6 +116,8 @@ def main(argv=None) -> int:
         kw["threads"] = args.threads
     if args.checkpoint:
         kw["checkpoint"] = args.checkpoint
+    if args.resume:
+        kw["resume"] = args.resume
     cfg = quick_config(**kw) if args.quick else full_config(**kw)
     out = Path(args.out) if args.out else (REPO / ("build/eval-quick" if args.quick else "docs"))
     cfg.out = str(out)
@@ -115,8 +126,11 @@ def main(argv=None) -> int:
         res = json.loads(Path(args.from_json).read_text())
         out = Path(args.out) if args.out else REPO / (
             "build/eval-quick" if res["config"].get("quick") else "docs")
+        power = json.loads(Path(args.power_json).read_text()) if args.power_json else None
+        ret = json.loads(Path(args.retrieval_json).read_text()) if args.retrieval_json else None
         write_report(res, out / res["config"].get("md_name", "results.md"),
-                     command=res.get("command", "python -m kvmerge.eval"))
+                     command=res.get("command", "python -m kvmerge.eval"), power=power,
+                     retrieval=ret)
         print(quality_table(res))
         print(f"\nrewrote {out} from {args.from_json}")
         return 0

@@ -44,7 +44,8 @@ from .. import reference, texts
 from ..models.llama import KVCache, log_softmax_nll, masked_attention
 
 __all__ = ["EvalConfig", "PolicySpec", "quick_config", "full_config", "run_eval",
-           "load_model", "SIM_BINS"]
+           "load_model", "SIM_BINS", "summarize", "paired", "NumpyBackend", "compress_policy",
+           "press_policies"]
 
 SIM_BINS = np.linspace(-1.0, 1.0, 81)
 
@@ -111,23 +112,26 @@ class EvalConfig:
     out: Optional[str] = None
     md_name: str = "results.md"
     quick: bool = False
-    calib_doc: Optional[str] = None   # calibration text of per-layer budgets (default: not an eval doc)
+    calib_doc: Optional[str] = None   # calibration text of per-layer budgets (default texts.CALIB_DOC;
+    #                                   if it is evaluated: the first document that is not)
     backend: str = "numpy"            # "numpy" (kvmerge.models) | "torch" (HF transformers, kvpress)
     presses: Optional[list] = None    # kvpress press names as extra rows (torch backend)
-    only: Optional[list] = None       # keep only these policy labels (None: all; "full" always kept)
+    only: Optional[list] = None       # keep only these of our policies (None: all; "full" always
+    #                                   kept; kvpress rows come from `presses`)
     threads: Optional[int] = None     # torch threads
     checkpoint: Optional[str] = None  # JSON path rewritten after every document (partial results)
+    resume: Optional[str] = None      # a checkpoint/--json of the same protocol: reuse its documents
 
     def policies(self):
         pol = MAIN_POLICIES + (VARIANT_POLICIES if self.variants else [])
-        if self.presses:
-            pol = pol + press_policies(self.presses)
         if self.only is not None:
             labels = {p.label for p in pol}
             for lab in self.only:
                 if lab not in labels:
                     raise ValueError(f"only: unknown policy {lab!r}; known: {', '.join(sorted(labels))}")
             pol = [p for p in pol if p.label == "full" or p.label in self.only]
+        if self.presses:              # the presses asked for are always rows
+            pol = pol + press_policies(self.presses)
         return pol
 
 
@@ -285,7 +289,9 @@ def compress_policy(spec: PolicySpec, K, V, A, A_norm, *, ratio, sink, eps, per_
 def calibrated_weights(cfg: EvalConfig, backend, L: int, log=print):
     """Per-layer budget weights from ``kvmerge.calibrate`` on a text that is not evaluated."""
     from .. import calibrate as _cal
-    calib = cfg.calib_doc or next(d for d in texts.list_documents() if d not in cfg.docs)
+    calib = cfg.calib_doc or texts.CALIB_DOC
+    if calib in cfg.docs:
+        calib = next(d for d in texts.list_documents() if d not in cfg.docs)
     ctoks = np.asarray(texts.load_tokens(calib, backend.tokenizer, L))
     pre = backend.prefill(ctoks)
     cal = _cal.calibrate_from_keys(pre["k"], ratio=0.5, eps=cfg.eps)
@@ -324,7 +330,33 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
            "policies": [asdict(p) for p in policies], "docs": [],
            "machine": _machine(cfg.backend)}
 
-    if cfg.validate:
+    done = {}
+    if cfg.resume and Path(cfg.resume).is_file():
+        old = json.loads(Path(cfg.resume).read_text())
+        oc = old.get("config", {})
+        for k in ("model", "prefill", "n_cont", "n_query", "ratios", "eps", "sink", "backend"):
+            if oc.get(k) != res["config"].get(k):
+                raise ValueError(f"resume: {cfg.resume} has {k} = {oc.get(k)!r}, this run "
+                                 f"{res['config'].get(k)!r}")
+        want = {"full"} | {f"{p.label}@{r}" for p in policies if p.policy != "full"
+                           for r in cfg.ratios}
+        for d in old.get("docs", []):
+            if d["name"] in cfg.docs and want <= set(d["nll"]):
+                for part in ("nll", "rel_err", "kept"):
+                    d[part] = {k: v for k, v in d[part].items() if k in want}
+                done[d["name"]] = d
+        if "validation" in old and cfg.validate:
+            res["validation"] = old["validation"]
+        if "calibration" in old:
+            res["calibration"] = old["calibration"]
+        if len(done) != len(old.get("docs", [])):
+            raise ValueError(f"resume: {cfg.resume} has documents or policies this run does not "
+                             "reuse (its similarity histograms cover all of its documents)")
+        old_hist = (np.asarray(old["hist_keys"], np.int64), np.asarray(old["hist_values"], np.int64))
+        res["resumed"] = {"from": str(cfg.resume), "docs": sorted(done),
+                          "timings": old.get("timings", {})}
+        log(f"[eval] resumed {len(done)} documents from {cfg.resume}")
+    if cfg.validate and "validation" not in res:
         t0 = time.perf_counter()
         res["validation"] = validate_model(model, cfg)
         if cfg.backend != "numpy":
@@ -335,6 +367,7 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
             log(f"[eval] torch vs NumPy forward: max |dNLL| {a['max_abs_nll_diff']:.2e} "
                 f"(ppl {a['ppl_torch']:.4f} vs {a['ppl_numpy']:.4f})")
         timings["validation"] = time.perf_counter() - t0
+    if cfg.validate:
         v = res["validation"]
         log(f"[eval] model check: ppl {v['ppl']:.2f} on {v['ppl_tokens']} tokens of "
             f"{v['ppl_doc']} (other RoPE layout: {v['ppl_other_rope']:.1f})")
@@ -345,6 +378,9 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
     nbins = len(SIM_BINS) - 1
     hist_k = np.zeros((nl, nbins), np.int64)
     hist_v = np.zeros((nl, nbins), np.int64)
+    if done:
+        hist_k += old_hist[0]
+        hist_v += old_hist[1]
     t_prefill = t_cont = t_comp = 0.0
     weights = None
     if any(p.layer_budgets for p in policies):
@@ -354,6 +390,11 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
                                              for r in cfg.ratios}
     try:
         for doc in cfg.docs:
+            if doc in done:
+                drec = done[doc]
+                res["docs"].append(drec)
+                bar.step(f"{doc}: resumed", n=1 + n_runs)
+                continue
             drec = {"name": doc, "title": texts.DOCUMENTS[doc].title,
                     "kind": texts.DOCUMENTS[doc].kind}
             toks = np.asarray(texts.load_tokens(doc, model.tokenizer, L + nc + 1))
@@ -502,19 +543,26 @@ def save_json(res: dict, path) -> None:
 
 def summarize(res: dict) -> dict:
     """Aggregate over documents: ppl per policy key (exp of the mean NLL over all
-    continuation tokens of all documents), mean relative error per layer and overall."""
+    continuation tokens of the documents that have the key), mean relative error per layer and
+    overall."""
     docs = res["docs"]
-    keys = list(docs[0]["nll"].keys())
-    out = {"ppl": {}, "ppl_doc": {}, "rel_err_layer": {}, "rel_err": {}, "kept": {}}
+    keys = []
+    for d in docs:
+        keys += [k for k in d["nll"] if k not in keys]
+    out = {"ppl": {}, "ppl_doc": {}, "rel_err_layer": {}, "rel_err": {}, "kept": {},
+           "n_docs": {}}
     for k in keys:
-        allnll = np.concatenate([np.asarray(d["nll"][k]) for d in docs])
+        dk = [d for d in docs if k in d["nll"]]
+        allnll = np.concatenate([np.asarray(d["nll"][k]) for d in dk])
         out["ppl"][k] = float(np.exp(allnll.mean()))
-        out["ppl_doc"][k] = [float(np.exp(np.mean(d["nll"][k]))) for d in docs]
-        if k in docs[0]["rel_err"]:
-            e = np.asarray([d["rel_err"][k] for d in docs])     # [docs, layers]
+        out["n_docs"][k] = len(dk)
+        out["ppl_doc"][k] = [float(np.exp(np.mean(d["nll"][k]))) if k in d["nll"] else None
+                             for d in docs]
+        if all(k in d["rel_err"] for d in dk):
+            e = np.asarray([d["rel_err"][k] for d in dk])     # [docs, layers]
             out["rel_err_layer"][k] = e.mean(axis=0).tolist()
             out["rel_err"][k] = float(e.mean())
-            out["kept"][k] = float(np.mean([d["kept"][k] for d in docs]))
+            out["kept"][k] = float(np.mean([d["kept"][k] for d in dk]))
     mk = np.asarray([[np.mean(h) for h in d["mergeable_keys"]] for d in docs])   # [docs, layers]
     mv = np.asarray([[np.mean(h) for h in d["mergeable_values"]] for d in docs])
     out["mergeable_keys"] = mk.tolist()
@@ -526,3 +574,20 @@ def summarize(res: dict) -> dict:
         out["persistence_corr_min"] = float(np.nanmin(c[iu]))
     return out
 
+
+def paired(docs: list, a: str, b: str) -> Optional[dict]:
+    """Paired per-token NLL difference ``a - b`` (negative: ``a`` better) over the documents that
+    scored both: mean; standard error over tokens (treats tokens as independent); standard
+    error over documents (the per-document mean differences; honest when tokens of one
+    document are correlated); number of documents where ``a`` has the lower perplexity."""
+    dk = [d for d in docs if a in d["nll"] and b in d["nll"]]
+    if not dk:
+        return None
+    per = [np.asarray(d["nll"][a]) - np.asarray(d["nll"][b]) for d in dk]
+    allv = np.concatenate(per)
+    means = np.asarray([x.mean() for x in per])
+    n, nd = allv.size, len(per)
+    return {"mean": float(allv.mean()),
+            "se_tok": float(allv.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "se_doc": float(means.std(ddof=1) / np.sqrt(nd)) if nd > 1 else float("nan"),
+            "tokens": int(n), "docs": int(nd), "wins": int((means < 0).sum())}

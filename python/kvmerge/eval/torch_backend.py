@@ -71,6 +71,8 @@ def press_ratio(budget: int, length: int) -> float:
     tokens (kvpress keeps ``int(length * (1 - compression_ratio))``)."""
     if not (1 <= budget <= length):
         raise ValueError(f"budget: {budget} not in [1, {length}]")
+    if budget == length:
+        return 0.0                       # kvpress: compression_ratio 0 keeps the cache as is
     return 1.0 - (budget + 0.5) / length
 
 
