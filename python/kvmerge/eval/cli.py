@@ -134,10 +134,10 @@ def main(argv=None) -> int:
         print(quality_table(res))
         print(f"\nrewrote {out} from {args.from_json}")
         return 0
-    res = run_eval(cfg, progress=not args.no_progress,
-                   log=lambda s: print(s, file=sys.stderr, flush=True))
     cmd = "python -m kvmerge.eval" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
                                       if (argv if argv is not None else sys.argv[1:]) else "")
+    res = run_eval(cfg, progress=not args.no_progress,
+                   log=lambda s: print(s, file=sys.stderr, flush=True), command=cmd.strip())
     res["command"] = cmd.strip()
     write_report(res, out / cfg.md_name, command=res["command"])
     if args.json:

@@ -356,7 +356,7 @@ def _power_section(a, res, power, ratios):
       f"windows of real text ({', '.join('`' + d['name'] + '`' for d in power['docs'])}; same "
       f"protocol: L = {pc['prefill']}, {pc['n_cont']} scored tokens each, none overlapping another "
       f"window or the calibration text): {nd} documents, {nt} scored tokens per policy. Command: "
-      f"`{power.get('command', '?')}` ({_fmt_s(power['timings']['total'])}).\n")
+      f"`{power.get('command', '?')}` ({_runtime(power)}).\n")
     for r in ratios:
         a(f"r = {r}:\n")
         a("| policy | ppl | Δppl vs full | Δ vs h2o | s.e. tok | s.e. doc | docs | "
@@ -395,7 +395,7 @@ def _retrieval_section(a, ret):
     a("## Retrieval: passkey in real text\n")
     n = s["n"].get("full", 0)
     a(f"`{ret.get('command', 'python -m kvmerge.eval.retrieval')}` "
-      f"({_fmt_s(ret['timings']['total'])}). A five-digit passkey sentence is hidden in real text "
+      f"({_runtime(ret)}). A five-digit passkey sentence is hidden in real text "
       f"(haystacks: {', '.join('`' + h + '`' for h in sorted({t['haystack'] for t in ret['trials']}))}) "
       f"at depths {', '.join(str(d) for d in s['depths'])} of contexts of "
       f"{', '.join(str(x) for x in s['lengths'])} tokens; {n} trials. The context is prefilled "
@@ -446,6 +446,99 @@ def _retrieval_section(a, ret):
     a("")
 
 
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar (binomial) p-value for b vs c discordant pairs."""
+    from math import comb
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    return float(min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n))
+
+
+def _summary_section(a, res, summ, power, retrieval):
+    """The answer to "does any kvmerge policy beat H2O and the best kvpress press at equal
+    memory?", generated from the numbers below (2-s.e. rule for perplexity, exact McNemar test and
+    2-s.e. rule on the answer NLL for retrieval)."""
+    from .run import paired
+    ratios = res["config"]["ratios"]
+    docs = res["docs"] + (power["docs"] if power is not None else [])
+    pool = summarize(dict(res, docs=docs)) if power is not None else summ
+    labels = [p["label"] for p in res["policies"]]
+    a("## Summary: does a kvmerge policy beat H2O and the best kvpress press?\n")
+    a("Generated from the tables below. Candidates: our options at equal memory (`h2o-norm` and "
+      "the `kvmerger*` rows except the fewer-slots threshold mode). Perplexity: paired per-token "
+      "NLL differences on "
+      + (f"all {len(docs)} documents (the {len(res['docs'])} of the main table + "
+         f"{len(power['docs'])} more windows) for the rows scored on all of them"
+         if power is not None else f"the {len(docs)} documents")
+      + "; \"better\"/\"worse\" only when |diff| > 2 × the larger of the token and document "
+      "standard errors. The best candidate and the best press are picked on the same data, which "
+      "flatters both; treat a margin near 2 s.e. as weak.\n")
+    for r in ratios:
+        have = [x for x in labels if is_ours(x) and f"{x}@{r}" in pool["ppl"]
+                and pool["n_docs"][f"{x}@{r}"] == len(docs)]
+        presses = [x for x in labels if x.startswith("kvpress:")
+                   and pool["n_docs"].get(f"{x}@{r}") == len(docs)]
+        if not have:
+            continue
+        best = min(have, key=lambda x: pool["ppl"][f"{x}@{r}"])
+        bp = min(presses, key=lambda x: pool["ppl"][f"{x}@{r}"]) if presses else None
+        line = (f"- **r = {r}, perplexity**: best candidate `{best}` ppl "
+                f"{pool['ppl'][f'{best}@{r}']:.3f}, `h2o` {pool['ppl'][f'h2o@{r}']:.3f}")
+        if bp:
+            line += f", best press `{bp}` {pool['ppl'][f'{bp}@{r}']:.3f}"
+        line += f" (full {pool['ppl']['full']:.3f}). "
+        parts = []
+        for base in ["h2o"] + ([bp] if bp else []):
+            p = paired(docs, f"{best}@{r}", f"{base}@{r}")
+            parts.append(f"vs `{base}` {p['mean']:+.4f} ± {max(p['se_tok'], p['se_doc']):.4f} "
+                         f"nats/token: **{verdict(p)}**")
+        a(line + "; ".join(parts) + ".")
+    if retrieval is not None:
+        from .retrieval import summarize_retrieval
+        s = summarize_retrieval(retrieval)
+        for r in retrieval["config"]["ratios"]:
+            cand = [k for k in s["keys"] if k.endswith(f"@{r}") and is_ours(k.split("@")[0])]
+            pk = [k for k in s["keys"] if k.endswith(f"@{r}") and k.startswith("kvpress:")]
+            if not cand:
+                continue
+            key = lambda k: (s["acc"][k], -s["nll"][k])  # noqa: E731
+            best = max(cand, key=key)
+            bp = max(pk, key=key) if pk else None
+            line = (f"- **r = {r}, passkey retrieval** ({s['n'][best]} trials, full cache "
+                    f"{s['acc'].get('full', float('nan')):.0%}): best candidate `{best.split('@')[0]}` "
+                    f"{s['acc'][best]:.0%}, `h2o` {s['acc'].get(f'h2o@{r}', float('nan')):.0%}")
+            if bp:
+                line += f", best press `{bp.split('@')[0]}` {s['acc'][bp]:.0%}"
+            parts = []
+            for base in ["h2o@" + str(r)] + ([bp] if bp else []):
+                if base not in s["acc"] or base == best:
+                    continue
+                tr = retrieval["trials"]
+                b = sum(t["results"][best]["correct"] and not t["results"][base]["correct"]
+                        for t in tr)
+                c = sum(t["results"][base]["correct"] and not t["results"][best]["correct"]
+                        for t in tr)
+                d = np.array([t["results"][best]["nll"] - t["results"][base]["nll"] for t in tr])
+                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                pv = mcnemar_p(b, c)
+                parts.append(f"vs `{base.split('@')[0]}`: correct only with the candidate {b}, only "
+                             f"with the baseline {c} (McNemar p = {pv:.2f}); answer NLL "
+                             f"{d.mean():+.2f} ± {se:.2f}")
+            a(line + ". " + "; ".join(parts) + ".")
+    a("")
+
+
+def _runtime(r: dict) -> str:
+    t = r.get("timings", {})
+    if "total" in t:
+        return _fmt_s(t["total"])
+    return "partial run, stopped for time: " + ", ".join(
+        f"{k} {_fmt_s(v)}" for k, v in t.items() if isinstance(v, (int, float))
+        and not isinstance(v, bool))
+
+
 def _fmt_s(x):
     return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
 
@@ -480,7 +573,7 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
     a = md.append
     a("# KVMerger on a real model: results\n")
     a(f"Generated by `{command}` (model `{m['name']}`; total runtime "
-      f"{_fmt_s(t['total'])} on this machine).  Do not edit by hand — rerun the command.\n")
+      f"{_runtime(res)} on this machine).  Do not edit by hand — rerun the command.\n")
     if power is not None or retrieval is not None:
         extra = [x.get("command", "?") for x in (power, retrieval) if x is not None]
         a("Further sections come from " + " and ".join(f"`{c}`" for c in extra) + "; the page "
@@ -488,6 +581,8 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
           "--power-json ... --retrieval-json ...`.\n")
     if not figures:
         a("*(matplotlib is not installed: the figures referenced below were not written.)*\n")
+    if cfg["model"] == "smollm2" and any(x.startswith("kvpress:") for x in all_labels):
+        _summary_section(a, res, summ, power, retrieval)
     a("## Setup\n")
     if cfg["model"] == "smollm2":
         a("- **Model**: SmolLM2-135M-Instruct, the `SmolLM2-135M-Instruct.Q4_1.gguf` shipped in the "
@@ -716,7 +811,7 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
       "set, to keep exactly B slots per layer and head (PyramidKV: kvpress's own layer "
       "schedule for the same total).\n")
     a("## Runtime\n")
-    a(f"Total {_fmt_s(t['total'])}: model load {_fmt_s(t['load_model'])}, model check "
+    a(f"Total {_runtime(res)}: model load {_fmt_s(t['load_model'])}, model check "
       f"{_fmt_s(t.get('validation', 0.0))}, prefill {_fmt_s(t['prefill'])}, continuations "
       f"{_fmt_s(t['continuation'])}, `reference.compress` {_fmt_s(t['compress'])} "
       "(rest: similarity statistics, attention errors, NLL, figures).")

@@ -146,7 +146,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple:
     return (float(max(0.0, c - h)), float(min(1.0, c + h)))
 
 
-def run_retrieval(cfg: RetrievalConfig, *, model=None, log=print, backend=None) -> dict:
+def run_retrieval(cfg: RetrievalConfig, *, model=None, log=print, backend=None,
+                  command: Optional[str] = None) -> dict:
     from .run import PolicySpec, MAIN_POLICIES, VARIANT_POLICIES, compress_policy, load_model, \
         press_policies, _machine
     from .. import calibrate as _cal
@@ -172,6 +173,8 @@ def run_retrieval(cfg: RetrievalConfig, *, model=None, log=print, backend=None) 
     res = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
            "policies": [asdict(p) for p in specs], "trials": [],
            "machine": _machine(cfg.backend), "model": model.cfg.name}
+    if command:
+        res["command"] = command
     if any(p.layer_budgets for p in specs):
         ctoks = np.asarray(texts.load_tokens(cfg.calib_doc, model.tokenizer, cfg.calib_tokens))
         pre = backend.prefill(ctoks)
@@ -240,7 +243,9 @@ def run_retrieval(cfg: RetrievalConfig, *, model=None, log=print, backend=None) 
             f"full {'ok' if ok.get('full') else 'FAIL'}; "
             + " ".join(f"{k}={'1' if v else '0'}" for k, v in ok.items() if k != "full"))
         if cfg.checkpoint:
-            Path(cfg.checkpoint).write_text(json.dumps(dict(res, partial=True)))
+            Path(cfg.checkpoint).write_text(json.dumps(dict(
+                res, partial=True, timings={"prefill": t_prefill, "score": t_score,
+                                            "elapsed": time.perf_counter() - t_start})))
     res["timings"] = {"prefill": t_prefill, "score": t_score,
                       "total": time.perf_counter() - t_start}
     return res
@@ -318,9 +323,9 @@ def main(argv=None) -> int:
         backend=a.backend, threads=a.threads, checkpoint=a.checkpoint)
     if cfg.presses and cfg.backend != "torch":
         raise SystemExit("--presses needs --backend torch")
-    res = run_retrieval(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
-    res["command"] = "python -m kvmerge.eval.retrieval " + " ".join(
+    cmd = "python -m kvmerge.eval.retrieval " + " ".join(
         argv if argv is not None else sys.argv[1:])
+    res = run_retrieval(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), command=cmd)
     Path(a.json).write_text(json.dumps(res))
     s = summarize_retrieval(res)
     for k in s["keys"]:

@@ -301,7 +301,8 @@ def calibrated_weights(cfg: EvalConfig, backend, L: int, log=print):
     return cal["weights"], dict(cal, text=calib, tokens=int(L))
 
 
-def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -> dict:
+def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print,
+             command: Optional[str] = None) -> dict:
     """Run the evaluation; returns a JSON-able dict of results (see :mod:`.report`)."""
     t_start = time.perf_counter()
     timings = {}
@@ -329,6 +330,8 @@ def run_eval(cfg: EvalConfig, *, progress: bool = True, model=None, log=print) -
                      "rope_interleaved": mc.rope_interleaved, "context": mc.max_seq_len},
            "policies": [asdict(p) for p in policies], "docs": [],
            "machine": _machine(cfg.backend)}
+    if command:
+        res["command"] = command
 
     done = {}
     if cfg.resume and Path(cfg.resume).is_file():
