@@ -15,8 +15,8 @@ export PYTHONPATH=python
 PY=.venv/bin/python
 OUT=docs/eval
 mkdir -p "$OUT"
-POWER_DOCS=${POWER_DOCS:-sed_intro,pride_ch10,devils_debt,gpl2,grep_intro,pride_ch20,devils_ocean,wget_overview,pride_ch42,devils_saint,gnucobol_start,coreutils_ls}
-RETRIEVAL_TRIALS=${RETRIEVAL_TRIALS:-2,1}
+POWER_DOCS=${POWER_DOCS:-sed_intro,pride_ch10,devils_debt,gpl2,grep_intro,pride_ch20,devils_ocean,wget_overview,pride_ch42,devils_saint}
+RETRIEVAL_TRIALS=${RETRIEVAL_TRIALS:-2}
 
 if [[ "${1:-}" != "report" ]]; then
   # 1. the 8 documents of the evaluation, our policies and every kvpress press
@@ -29,12 +29,16 @@ if [[ "${1:-}" != "report" ]]; then
       --policies h2o,h2o-norm,kvmerger,kvmerger-norm,kvmerger-norm+layers --no-validate \
       --docs "$POWER_DOCS" --checkpoint "$OUT/power.partial.json" --json "$OUT/power.json" \
       --out build/eval-power --no-progress
-  # 3. passkey retrieval at 2K and 4K tokens
-  $PY -m kvmerge.eval.retrieval --lengths 2048,4096 --trials "$RETRIEVAL_TRIALS" \
+  # 3. passkey retrieval: 2K tokens (RETRIEVAL_TRIALS per depth), then 4K (one per depth)
+  $PY -m kvmerge.eval.retrieval --lengths 2048 --trials "$RETRIEVAL_TRIALS" \
       --policies full,h2o,h2o-norm,kvmerger,kvmerger-norm,kvmerger-norm+layers \
       --presses ObservedAttention,SnapKV,TOVA,StreamingLLM,KeyDiff \
       --checkpoint "$OUT/retrieval.partial.json" --json "$OUT/retrieval.json"
+  $PY -m kvmerge.eval.retrieval --lengths 4096 --trials 1 --seed 1 \
+      --policies full,h2o,h2o-norm,kvmerger,kvmerger-norm,kvmerger-norm+layers \
+      --presses ObservedAttention,SnapKV,TOVA,StreamingLLM,KeyDiff \
+      --checkpoint "$OUT/retrieval4k.partial.json" --json "$OUT/retrieval4k.json"
 fi
 pick() { [[ -f "$OUT/$1.json" ]] && echo "$OUT/$1.json" || echo "$OUT/$1.partial.json"; }
 $PY -m kvmerge.eval --from-json "$(pick peers)" --power-json "$(pick power)" \
-    --retrieval-json "$(pick retrieval)" --out docs
+    --retrieval-json "$(pick retrieval),$(pick retrieval4k)" --out docs

@@ -60,12 +60,59 @@ def _parser():
     p.add_argument("--from-json", default=None, metavar="JSON",
                    help="do not compute: rewrite the report and PNGs from a --json dump")
     p.add_argument("--power-json", default=None, metavar="JSON",
-                   help="with --from-json: a --json dump of the same protocol on more documents "
-                        "(top policies), pooled into a 'more scored tokens' section")
+                   help="with --from-json: --json dump(s) (comma-separated) of the same protocol "
+                        "on more documents (top policies), pooled into a 'more scored tokens' "
+                        "section")
     p.add_argument("--retrieval-json", default=None, metavar="JSON",
-                   help="with --from-json: a python -m kvmerge.eval.retrieval --json dump "
-                        "(passkey retrieval section)")
+                   help="with --from-json: python -m kvmerge.eval.retrieval --json dump(s) "
+                        "(comma-separated; trials pooled) for the passkey retrieval section")
     return p
+
+
+def merge_runs(parts: list) -> dict:
+    """Runs of the same protocol and policies over different documents, as one result."""
+    base = dict(parts[0])
+    for p in parts[1:]:
+        for k in ("prefill", "n_cont", "ratios", "model", "backend"):
+            if p["config"].get(k) != base["config"].get(k):
+                raise SystemExit(f"--power-json: runs differ in {k}")
+        if [x["label"] for x in p["policies"]] != [x["label"] for x in base["policies"]]:
+            raise SystemExit("--power-json: runs differ in their policies")
+    names = [d["name"] for p in parts for d in p["docs"]]
+    if len(set(names)) != len(names):
+        raise SystemExit("--power-json: a document appears in two runs")
+    base["docs"] = [d for p in parts for d in p["docs"]]
+    if len(parts) > 1:
+        base["command"] = " ; ".join(p.get("command", "?") for p in parts)
+        tot = {}
+        for p in parts:
+            for k, v in p.get("timings", {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    tot[k] = tot.get(k, 0.0) + v
+        if not all("total" in p.get("timings", {}) for p in parts):
+            tot.pop("total", None)
+        base["timings"] = tot
+    return base
+
+
+def merge_retrieval(parts: list) -> dict:
+    """Retrieval runs with the same policies and ratios (e.g. different lengths), as one."""
+    base = dict(parts[0])
+    for p in parts[1:]:
+        if [x["label"] for x in p["policies"]] != [x["label"] for x in base["policies"]] or \
+                p["config"]["ratios"] != base["config"]["ratios"]:
+            raise SystemExit("--retrieval-json: runs differ in their policies or ratios")
+    if len(parts) > 1:
+        base["trials"] = [t for p in parts for t in p["trials"]]
+        base["command"] = " ; ".join(p.get("command", "?") for p in parts)
+        tot = {}
+        for p in parts:
+            for k, v in p.get("timings", {}).items():
+                tot[k] = tot.get(k, 0.0) + v
+        if not all("total" in p.get("timings", {}) for p in parts):
+            tot.pop("total", None)
+        base["timings"] = tot
+    return base
 
 
 def _split_names(text: str) -> list:
@@ -126,8 +173,14 @@ def main(argv=None) -> int:
         res = json.loads(Path(args.from_json).read_text())
         out = Path(args.out) if args.out else REPO / (
             "build/eval-quick" if res["config"].get("quick") else "docs")
-        power = json.loads(Path(args.power_json).read_text()) if args.power_json else None
-        ret = json.loads(Path(args.retrieval_json).read_text()) if args.retrieval_json else None
+        power = None
+        if args.power_json:     # several dumps (runs over different documents): pooled
+            parts = [json.loads(Path(x).read_text()) for x in args.power_json.split(",") if x]
+            power = merge_runs(parts)
+        ret = None
+        if args.retrieval_json:  # several dumps (e.g. one per context length): trials pooled
+            parts = [json.loads(Path(x).read_text()) for x in args.retrieval_json.split(",") if x]
+            ret = merge_retrieval(parts)
         write_report(res, out / res["config"].get("md_name", "results.md"),
                      command=res.get("command", "python -m kvmerge.eval"), power=power,
                      retrieval=ret)

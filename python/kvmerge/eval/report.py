@@ -181,10 +181,11 @@ def make_plots(res: dict, out_dir, summ=None) -> list[str]:
                        label=f"uniform B = {int(np.ceil(float(r) * L))}")
         ax.set_xlabel("layer")
         ax.set_ylabel(f"slots per KV head (of L = {L})")
+        ax.set_ylim(0, 1.3 * L)
         ax2 = ax.twinx()
         ax2.plot(layers, cal["mergeable"], color="k", marker="o", ms=3, lw=1,
                  label=f"mergeable fraction (cos >= {cal['eps']})")
-        ax2.set_ylim(0, 1.05)
+        ax2.set_ylim(0, 1.3)
         ax2.set_ylabel("mergeable fraction of adjacent keys")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
@@ -468,33 +469,34 @@ def _summary_section(a, res, summ, power, retrieval):
     a("## Summary: does a kvmerge policy beat H2O and the best kvpress press?\n")
     a("Generated from the tables below. Candidates: our options at equal memory (`h2o-norm` and "
       "the `kvmerger*` rows except the fewer-slots threshold mode). Perplexity: paired per-token "
-      "NLL differences on "
-      + (f"all {len(docs)} documents (the {len(res['docs'])} of the main table + "
-         f"{len(power['docs'])} more windows) for the rows scored on all of them"
-         if power is not None else f"the {len(docs)} documents")
-      + "; \"better\"/\"worse\" only when |diff| > 2 × the larger of the token and document "
-      "standard errors. The best candidate and the best press are picked on the same data, which "
-      "flatters both; treat a margin near 2 s.e. as weak.\n")
+      "NLL differences (± the larger of the token and document standard errors); \"better\"/"
+      "\"worse\" only when |diff| > 2 × that. The best candidate and the best press are picked "
+      "on the same data, which flatters both; treat a margin near 2 s.e. as weak.\n")
+    sets = [(f"the {len(res['docs'])} documents of the main table, all presses", res["docs"],
+             summ)]
+    if power is not None:
+        sets.append((f"all {len(docs)} documents ({len(res['docs'])} + {len(power['docs'])} "
+                     "more windows), the rows scored on all of them", docs, pool))
     for r in ratios:
-        have = [x for x in labels if is_ours(x) and f"{x}@{r}" in pool["ppl"]
-                and pool["n_docs"][f"{x}@{r}"] == len(docs)]
-        presses = [x for x in labels if x.startswith("kvpress:")
-                   and pool["n_docs"].get(f"{x}@{r}") == len(docs)]
-        if not have:
-            continue
-        best = min(have, key=lambda x: pool["ppl"][f"{x}@{r}"])
-        bp = min(presses, key=lambda x: pool["ppl"][f"{x}@{r}"]) if presses else None
-        line = (f"- **r = {r}, perplexity**: best candidate `{best}` ppl "
-                f"{pool['ppl'][f'{best}@{r}']:.3f}, `h2o` {pool['ppl'][f'h2o@{r}']:.3f}")
-        if bp:
-            line += f", best press `{bp}` {pool['ppl'][f'{bp}@{r}']:.3f}"
-        line += f" (full {pool['ppl']['full']:.3f}). "
-        parts = []
-        for base in ["h2o"] + ([bp] if bp else []):
-            p = paired(docs, f"{best}@{r}", f"{base}@{r}")
-            parts.append(f"vs `{base}` {p['mean']:+.4f} ± {max(p['se_tok'], p['se_doc']):.4f} "
-                         f"nats/token: **{verdict(p)}**")
-        a(line + "; ".join(parts) + ".")
+        for what, dd, sm in sets:
+            have = [x for x in labels if is_ours(x) and sm["n_docs"].get(f"{x}@{r}") == len(dd)]
+            presses = [x for x in labels if x.startswith("kvpress:")
+                       and sm["n_docs"].get(f"{x}@{r}") == len(dd)]
+            if not have:
+                continue
+            best = min(have, key=lambda x: sm["ppl"][f"{x}@{r}"])
+            bp = min(presses, key=lambda x: sm["ppl"][f"{x}@{r}"]) if presses else None
+            line = (f"- **r = {r}, perplexity on {what}**: best candidate `{best}` ppl "
+                    f"{sm['ppl'][f'{best}@{r}']:.3f}, `h2o` {sm['ppl'][f'h2o@{r}']:.3f}")
+            if bp:
+                line += f", best press `{bp}` {sm['ppl'][f'{bp}@{r}']:.3f}"
+            line += f" (full {sm['ppl']['full']:.3f}). "
+            parts = []
+            for base in ["h2o"] + ([bp] if bp else []):
+                p = paired(dd, f"{best}@{r}", f"{base}@{r}")
+                parts.append(f"vs `{base}` {p['mean']:+.4f} ± {max(p['se_tok'], p['se_doc']):.4f} "
+                             f"nats/token: **{verdict(p)}**")
+            a(line + "; ".join(parts) + ".")
     if retrieval is not None:
         from .retrieval import summarize_retrieval
         s = summarize_retrieval(retrieval)
@@ -754,8 +756,6 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
     a("")
     if power is not None:
         _power_section(a, res, power, ratios)
-    if retrieval is not None:
-        _retrieval_section(a, retrieval)
     if "calibration" in res and figures:
         a("### Per-layer budgets\n")
         a("![per-layer budgets](layer_budgets.png)\n")
@@ -810,16 +810,36 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
       "PyramidKV, 512 future positions for ExpectedAttention, ...); only the compression ratio is "
       "set, to keep exactly B slots per layer and head (PyramidKV: kvpress's own layer "
       "schedule for the same total).\n")
+    if retrieval is not None:
+        _retrieval_section(a, retrieval)
+        a("Caveats: few trials (Wilson intervals of ±20–25 points), one small model, one needle "
+          "format; a press or policy that keeps the needle only by chance at some depths shows "
+          "it in the depth columns. The question is not in the compressed context (kvpress's "
+          "query-agnostic setting), which is what SnapKV's last-64-token window is not made "
+          "for.\n")
     a("## Runtime\n")
     a(f"Total {_runtime(res)}: model load {_fmt_s(t['load_model'])}, model check "
       f"{_fmt_s(t.get('validation', 0.0))}, prefill {_fmt_s(t['prefill'])}, continuations "
       f"{_fmt_s(t['continuation'])}, `reference.compress` {_fmt_s(t['compress'])} "
       "(rest: similarity statistics, attention errors, NLL, figures).")
+    if res.get("resumed"):
+        rs = res["resumed"]
+        rt = rs.get("timings", {})
+        a(f"Documents {', '.join('`' + d + '`' for d in rs['docs'])} were reused (`--resume`) from "
+          f"`{rs['from']}`, an earlier run of the same protocol that scored more variants "
+          f"(its time: model check {_fmt_s(rt.get('validation', 0.0))}, prefill "
+          f"{_fmt_s(rt.get('prefill', 0.0))}, continuations {_fmt_s(rt.get('continuation', 0.0))}"
+          "); the variants it alone scored are dropped.")
     mach = res.get("machine")
     if mach:
         env = ", ".join(f"{k}={v}" for k, v in mach.get("blas_threads_env", {}).items())
-        a(f"Machine: {mach['cpu_count']} CPU cores, NumPy {mach['numpy']} (float32, OpenBLAS "
-          f"threads: {env or 'library default = all cores'}).")
+        extra = ""
+        if mach.get("backend") == "torch":
+            extra = (f"; torch {mach.get('torch')} ({mach.get('torch_threads')} threads), "
+                     f"transformers {mach.get('transformers')}, kvpress {mach.get('kvpress')}")
+        a(f"Machine: {mach['cpu_count']} CPU cores shared with other jobs (times are wall clock "
+          f"and vary with the load), NumPy {mach['numpy']} (float32, OpenBLAS "
+          f"threads: {env or 'library default = all cores'}){extra}.")
     a("")
     text = "\n".join(md) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
