@@ -167,7 +167,7 @@ def test_compress_near_ties_fused(kind, mode, mkw, dtype):
         for heavy in (None, 0):
             kw = dict(ratio=0.5, mode=mode, heavy=heavy, **eps)
             exp = reference.compress(k, v, a, **kw)
-            assert_same(kvmerge.compress(k, v, a, **kw), exp, dtype, f"seed {seed} {kw}")
+            assert_same(kvmerge.compress(k, v, a, **kw), exp, dtype, f"seed {seed} {kw}", inputs=(k, v, kw))
 
 
 @pytest.mark.parametrize("path", ["unfused", "export"])
@@ -181,4 +181,4 @@ def test_compress_near_ties_other_paths(path, kind):
         for mode, eps in (("budget", 0.75), ("threshold", _tie_eps(kind))):
             kw = dict(ratio=0.4, mode=mode, eps=eps, heavy=0)
             assert_same(_compress_via(k, v, a, kw, path), reference.compress(k, v, a, **kw), dtype,
-                        f"{path} {dtype} {mode}")
+                        f"{path} {dtype} {mode}", inputs=(k, v, kw))
