@@ -91,3 +91,25 @@ func.func @long_chain(%x: tensor<16xf32>) -> tensor<16xf32> {
   %6 = linalg.mul ins(%5, %x : tensor<16xf32>, tensor<16xf32>) outs(%e : tensor<16xf32>) -> tensor<16xf32>
   return %6 : tensor<16xf32>
 }
+
+// -----
+
+// v[i] = v[i-1] + v[i-2]: every value has two uses until the op after it is
+// fused, so fusion can only proceed from the end, the fused op absorbing one
+// producer after another within one round. Still one loop nest.
+
+// CHECK-LABEL: func.func @two_use_chain(
+// CHECK-COUNT-1: linalg.generic
+// CHECK-NOT:     linalg.generic
+// CHECK-COUNT-5: arith.addf
+// CHECK-NOT:     arith.addf
+// CHECK:         linalg.yield
+func.func @two_use_chain(%a: tensor<16xf32>, %b: tensor<16xf32>) -> tensor<16xf32> {
+  %e = tensor.empty() : tensor<16xf32>
+  %0 = linalg.add ins(%a, %b : tensor<16xf32>, tensor<16xf32>) outs(%e : tensor<16xf32>) -> tensor<16xf32>
+  %1 = linalg.add ins(%0, %a : tensor<16xf32>, tensor<16xf32>) outs(%e : tensor<16xf32>) -> tensor<16xf32>
+  %2 = linalg.add ins(%1, %0 : tensor<16xf32>, tensor<16xf32>) outs(%e : tensor<16xf32>) -> tensor<16xf32>
+  %3 = linalg.add ins(%2, %1 : tensor<16xf32>, tensor<16xf32>) outs(%e : tensor<16xf32>) -> tensor<16xf32>
+  %4 = linalg.add ins(%3, %2 : tensor<16xf32>, tensor<16xf32>) outs(%e : tensor<16xf32>) -> tensor<16xf32>
+  return %4 : tensor<16xf32>
+}
