@@ -89,11 +89,21 @@ py_pass=$(echo "$py_out" | tail -1 | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+
 py_fail=$(echo "$py_out" | tail -1 | grep -oE '[0-9]+ (failed|errors?)' | awk '{s+=$1} END {print s+0}')
 [[ $py_rc -ne 0 && $py_fail -eq 0 ]] && py_fail=1
 
-reports=$(ls "$LOGS" 2>/dev/null | wc -l)
-echo "== sanitizer reports: $reports =="
-if ((reports)); then
-  for f in "$LOGS"/*; do echo "--- $f"; head -40 "$f"; done
-fi
+# With allocator_may_return_null=1 ASan logs one warning line per refused
+# allocation and returns null, which our code then reports (alloc-failure.mlir
+# does that on purpose): a log holding only such lines is not a report.
+reports=0
+refused=0
+for f in "$LOGS"/*; do
+  [[ -e $f ]] || continue
+  if ! grep -qv 'WARNING: AddressSanitizer failed to allocate 0x' "$f"; then
+    refused=$((refused + 1))
+    continue
+  fi
+  reports=$((reports + 1))
+  echo "--- $f"; head -40 "$f"
+done
+echo "== sanitizer reports: $reports (allocations refused as the tests expect: $refused) =="
 
 echo "lit: ${lit_pass} passed, ${lit_fail} failed; pytest: ${py_pass} passed, ${py_fail} failed; sanitizer reports: ${reports}"
 echo "$((lit_pass + py_pass)) passed, $((lit_fail + py_fail + reports)) failed"
