@@ -177,6 +177,8 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  // The similarity's vector lanes (convert-kvcache-to-loops).
+  pm.addPass(createConvertVectorToLLVMPass());
   if (options.emitCInterface)
     pm.addPass(std::make_unique<EmitCInterfacePass>());
   pm.addPass(createConvertMathToLLVMPass());

@@ -206,15 +206,44 @@ def budget_from_ratio(ratio, L: int) -> int:
 # --------------------------------------------------------------------------------------------------
 # building blocks
 # --------------------------------------------------------------------------------------------------
-def _adjacent_similarity(kc: np.ndarray, n2: np.ndarray | None = None) -> np.ndarray:
-    if n2 is None:
-        n2 = np.einsum("hld,hld->hl", kc, kc)
-    n = np.sqrt(n2)
-    dot = np.einsum("hld,hld->hl", kc[:, :-1], kc[:, 1:])
-    den = n[:, :-1] * n[:, 1:]
-    ok = den > 0
-    s = np.where(ok, dot / np.where(ok, den, 1), 0).astype(kc.dtype, copy=False)
-    return np.clip(s, -1, 1)
+#: Lanes of the similarity's summation order (docs/reference.md, choice 3).
+SIMILARITY_LANES = 16
+_SIM_BLOCK = 4096  # links per block (bounds the f64 temporaries)
+
+
+def _lane_sum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum_d x[..., d] * y[..., d]`` (float64) in the project's order: lane ``j`` adds the
+    products of ``d = j, j + 16, ...`` in increasing ``d`` (each product and each addition rounded,
+    no fused multiply-add), then the 16 lanes are combined by halving (lane ``j`` += lane ``j + w``
+    for ``w = 8, 4, 2, 1``)."""
+    W = SIMILARITY_LANES
+    D = x.shape[-1]
+    acc = np.zeros(x.shape[:-1] + (W,), np.float64)
+    for c in range(0, D, W):
+        w = min(W, D - c)
+        acc[..., :w] += x[..., c:c + w] * y[..., c:c + w]
+    while W > 1:
+        W //= 2
+        acc = acc[..., :W] + acc[..., W:2 * W]
+    return acc[..., 0]
+
+
+def _adjacent_similarity(kc: np.ndarray) -> np.ndarray:
+    """``s [H, L-1]`` float32 (choice 3): the float64 cosine of the exact float64 values of the
+    keys, summed in :func:`_lane_sum`'s order, 0 where ``sqrt(|a|^2) * sqrt(|b|^2)`` is 0, clipped
+    to [-1, 1], rounded once to float32 -- bit for bit what every compiled path computes."""
+    H, L, _ = kc.shape
+    out = np.zeros((H, max(L - 1, 0)), np.float32)
+    for lo in range(0, L - 1, _SIM_BLOCK):
+        hi = min(L - 1, lo + _SIM_BLOCK)
+        k = kc[:, lo:hi + 1].astype(np.float64)
+        a, b = k[:, :-1], k[:, 1:]
+        dot = _lane_sum(a, b)
+        den = np.sqrt(_lane_sum(a, a)) * np.sqrt(_lane_sum(b, b))
+        ok = den > 0
+        s = np.where(ok, dot / np.where(ok, den, 1.0), 0.0)
+        out[:, lo:hi] = np.clip(s, -1.0, 1.0).astype(np.float32)
+    return out
 
 
 def adjacent_similarity(keys) -> np.ndarray:
@@ -224,17 +253,20 @@ def adjacent_similarity(keys) -> np.ndarray:
         keys: ``[Hkv, L, D]`` float array (f16/bf16/f32 computed in f32, f64 in f64).
 
     Returns:
-        ``s [Hkv, L-1]`` with ``s[h, t] = dot(K[h,t], K[h,t+1]) / (||K[h,t]|| * ||K[h,t+1]||)``,
-        clipped to ``[-1, 1]``.  If either norm is zero (or the product of the norms underflows to
-        zero) the similarity is ``0`` -- never NaN.
+        ``s [Hkv, L-1]`` float32 (every dtype) with
+        ``s[h, t] = dot(K[h,t], K[h,t+1]) / (||K[h,t]|| * ||K[h,t+1]||)``, clipped to ``[-1, 1]``,
+        computed in float64 in a fixed summation order (16 interleaved lane sums, combined by
+        halving) and rounded once to float32: the compiled paths compute the same bits
+        (docs/reference.md, choice 3).  If either norm is zero (or, for float64 keys, the product
+        of the norms underflows to zero) the similarity is ``0`` -- never NaN.
 
     Raises:
         ValueError: wrong rank, unsupported dtype, NaN/Inf, or keys whose squared norm overflows.
     """
     k = _float_array(keys, "keys", 3)
     kc = _to_compute(k, _compute_dtype(k), "keys")
-    n2 = _check_key_magnitude(kc, "keys")
-    return _adjacent_similarity(kc, n2)
+    _check_key_magnitude(kc, "keys")
+    return _adjacent_similarity(kc)
 
 
 def _heavy_mask(ac: np.ndarray, sink: int, recent: int, heavy: int) -> np.ndarray:
@@ -702,8 +734,8 @@ def compress(keys, values, scores, *, policy="kvmerger", budget=None, ratio=None
         return _gather(kc, vc, ac, _h2o_keep(ac, sink, recent, bm), B, kdt, vdt)
 
     # kvmerger
-    n2 = _check_key_magnitude(kc, "keys")
-    sim = _adjacent_similarity(kc, n2)
+    _check_key_magnitude(kc, "keys")
+    sim = _adjacent_similarity(kc)
     hm = _heavy_mask(ac, sink, recent, args.heavy) if args.heavy > 0 else None
     slot, lengths = _merge_sets(sim, sink, recent, bm, mode, eps, hm)
     return _merge(kc, vc, ac, slot.astype(np.int64), lengths.astype(np.int64), B, sigma, kdt, vdt)

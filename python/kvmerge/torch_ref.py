@@ -26,15 +26,41 @@ def _compute_dtype(*tensors) -> torch.dtype:
     return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+SIMILARITY_LANES = 16
+_SIM_BLOCK = 16384  # links per block (bounds the f64 temporaries)
+
+
+def _lane_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``sum_d x * y`` (float64) in the reference's order (:func:`kvmerge.reference._lane_sum`):
+    16 interleaved lane sums, separate multiply and add roundings, combined by halving."""
+    W = SIMILARITY_LANES
+    D = x.shape[-1]
+    acc = torch.zeros(x.shape[:-1] + (W,), dtype=torch.float64, device=x.device)
+    for c in range(0, D, W):
+        w = min(W, D - c)
+        acc[..., :w] += x[..., c:c + w] * y[..., c:c + w]
+    while W > 1:
+        W //= 2
+        acc = acc[..., :W] + acc[..., W:2 * W]
+    return acc[..., 0]
+
+
 def adjacent_similarity(kc: torch.Tensor) -> torch.Tensor:
-    """``s [H, L-1]``: cosine of consecutive keys (``kc`` already in the compute dtype); 0 where a
-    norm is 0; clipped to [-1, 1]."""
-    n = torch.sqrt((kc * kc).sum(-1))
-    dot = (kc[:, :-1] * kc[:, 1:]).sum(-1)
-    den = n[:, :-1] * n[:, 1:]
-    ok = den > 0
-    s = torch.where(ok, dot / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
-    return s.clamp(-1, 1)
+    """``s [H, L-1]`` float32: cosine of consecutive keys exactly as the reference and the
+    compiled paths compute it (docs/reference.md, choice 3): float64 in a fixed summation order,
+    0 where a norm is 0, clipped to [-1, 1], rounded once to float32."""
+    H, L, _ = kc.shape
+    out = torch.zeros((H, max(L - 1, 0)), dtype=torch.float32, device=kc.device)
+    for lo in range(0, L - 1, _SIM_BLOCK):
+        hi = min(L - 1, lo + _SIM_BLOCK)
+        k = kc[:, lo:hi + 1].to(torch.float64)
+        a, b = k[:, :-1], k[:, 1:]
+        dot = _lane_sum(a, b)
+        den = torch.sqrt(_lane_sum(a, a)) * torch.sqrt(_lane_sum(b, b))
+        ok = den > 0
+        s = torch.where(ok, dot / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+        out[:, lo:hi] = s.clamp(-1, 1).to(torch.float32)
+    return out
 
 
 def heavy_mask(ac: torch.Tensor, sink: int, recent: int, heavy: int) -> torch.Tensor:

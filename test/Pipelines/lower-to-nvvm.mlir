@@ -6,6 +6,7 @@
 // RUN: FileCheck %s < %t.out
 // RUN: FileCheck %s --check-prefix=BIN < %t.out
 // RUN: cat %t/kvmerge_similarity_0.sm_90a.ptx | FileCheck %s --check-prefix=PTX
+// RUN: not grep fma %t/kvmerge_similarity_0.sm_90a.ptx
 
 // CHECK: llvm.func @compress_layer(
 // CHECK: llvm.call @mgpuStreamCreate
@@ -28,4 +29,13 @@
 // PTX: .visible .entry kvmerge_similarity(
 // PTX: .maxntid 256, 1, 1
 // PTX: .minnctapersm 4
+// The similarity's fixed order survives ptxas: f64 products and sums with
+// explicit round-to-nearest (ptxas does not contract .rn operations into
+// fma; no fma at all: the `not grep` above), correctly rounded sqrt and
+// division.
+// PTX: mul.rn.f64
+// PTX: add.rn.f64
 // PTX: shfl.sync.bfly.b32
+// PTX: sqrt.rn.f64
+// PTX: div.rn.f64
+// PTX: cvt.rn.f32.f64

@@ -84,7 +84,8 @@ def test_compress_random(cpu, dtype, index):
     art, cases = cpu
     k, v, a, ac, policy, kw, _ = cases[f"c_{dtype.name}_{index}"]
     got = dict(zip(NAMES, art.call(f"c_{dtype.name}_{index}", k, v, ac)))
-    assert_same(got, reference.compress(k, v, a, policy=policy, **kw), dtype, f"{policy} {kw}")
+    assert_same(got, reference.compress(k, v, a, policy=policy, **kw), dtype, f"{policy} {kw}",
+                inputs=(k, v, kw))
 
 
 @pytest.mark.parametrize("index", range(len(FIXTURE_POLICIES)), ids=lambda i: str(FIXTURE_POLICIES[i]))
@@ -96,7 +97,7 @@ def test_compress_real_fixture(cpu, index):
         k, v, a = z["keys"][layer], z["values"][layer], z["scores"][layer]
         got = dict(zip(NAMES, art.call(f"real_{index}", k, v, a)))
         assert_same(got, reference.compress(k, v, a, policy=policy, **kw), np.dtype(np.float16),
-                    f"layer {layer} {policy} {kw}")
+                    f"layer {layer} {policy} {kw}", inputs=(k, v, kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
@@ -140,7 +141,7 @@ def test_metadata_and_errors(cpu):
     assert art.call("c_float16_0", k, v, ac, outputs=outs) == outs
     assert np.array_equal(k, k0)
     assert_same(dict(zip(NAMES, outs)), reference.compress(k, v, a, policy="kvmerger", ratio=0.5),
-                np.dtype(np.float16))
+                np.dtype(np.float16), inputs=(k, v, {}))
     with pytest.raises(FileNotFoundError, match="path: no artifact"):
         aot.load(REPO / "no-such.so")
     with pytest.raises(aot.ArtifactError, match="not a kvmerge-aot artifact"):

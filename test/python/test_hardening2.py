@@ -58,7 +58,7 @@ def test_compress_float_parameters(kw):
     k, v, a = smooth_cache(np.random.default_rng(5), 2, 40, 16, np.float32)
     exp = reference.compress(k, v, a, policy="kvmerger", ratio=0.5, **kw)
     got = kvmerge.compress(k, v, a, policy="kvmerger", ratio=0.5, **kw)
-    assert_same(got, exp, F32, str(kw))
+    assert_same(got, exp, F32, str(kw), inputs=(k, v, kw))
 
 
 @pytest.mark.parametrize("scale", [1e30, 1e-30, 3e-7])

@@ -18,13 +18,26 @@ FIELDS = ("keys", "values", "positions", "counts", "scores", "lengths")
 # ------------------------------------------------------------------------------------------------
 # brute-force, obviously-correct implementations (Python loops, float64)
 # ------------------------------------------------------------------------------------------------
+def bf_lane_sum(x, y):
+    """sum x[d] * y[d] in the documented order (docs/reference.md, choice 3), in Python floats
+    (IEEE doubles): lane j adds d = j, j + 16, ... in increasing d; lanes combined by halving."""
+    lanes = [0.0] * 16
+    for d in range(len(x)):
+        lanes[d % 16] = lanes[d % 16] + float(x[d]) * float(y[d])
+    w = 16
+    while w > 1:
+        w //= 2
+        lanes = [lanes[j] + lanes[j + w] for j in range(w)]
+    return lanes[0]
+
+
 def bf_cos(x, y):
-    dot = sum(float(a) * float(b) for a, b in zip(x, y))
-    nx = math.sqrt(sum(float(a) ** 2 for a in x))
-    ny = math.sqrt(sum(float(b) ** 2 for b in y))
-    if nx == 0.0 or ny == 0.0:
-        return 0.0
-    return max(-1.0, min(1.0, dot / (nx * ny)))
+    """The similarity rule: float64 cosine in that order (0 for a zero norm), clipped, rounded
+    once to float32 (math.sqrt is correctly rounded, like every path's sqrt)."""
+    den = math.sqrt(bf_lane_sum(x, x)) * math.sqrt(bf_lane_sum(y, y))
+    if den == 0.0:
+        return np.float32(0.0)
+    return np.float32(max(-1.0, min(1.0, bf_lane_sum(x, y) / den)))
 
 
 def bf_sq_dist(x, y):
@@ -132,7 +145,7 @@ def bf_compress(K, V, A, *, policy, budget=None, ratio=None, sink=4, recent=None
         k = Mb - nh - len(segments)
         cuts = None
         if mode == "threshold":
-            cuts = {t for t in sims if sims[t] < eps}
+            cuts = {t for t in sims if sims[t] < np.float32(eps)}  # eps rounded to f32 (choice 4)
             if len(cuts) > k:
                 cuts = None
         if cuts is None:
@@ -639,7 +652,7 @@ def test_adjacent_similarity_values_and_zero_norm():
     assert s.shape == (2, 11) and np.all(np.isfinite(s))
     for h in range(2):
         for t in range(11):
-            assert s[h, t] == pytest.approx(bf_cos(K[h, t], K[h, t + 1]), abs=1e-14)
+            assert s[h, t] == bf_cos(K[h, t], K[h, t + 1])  # bit for bit (choice 3)
     assert s[0, 2] == 0 and s[0, 3] == 0 and s[1, 6] == 0 and s[1, 7] == 0 and s[1, 8] == 0
     s32 = R.adjacent_similarity(K.astype(np.float16))
     assert s32.dtype == np.float32 and np.all(np.abs(s32) <= 1)

@@ -36,7 +36,7 @@ def test_compress_random(policy, kw, dtype, seed):
     H, L, D = (3, 97, 64) if seed == 0 else (2, 300, 128)
     k, v, a = smooth_cache(rng, H, L, D, dtype)
     assert_same(run_torch(k, v, a, policy, **kw), reference.compress(k, v, a, policy=policy, **kw), dtype,
-                f"{policy} {kw}")
+                f"{policy} {kw}", inputs=(k, v, kw))
 
 
 @pytest.mark.parametrize("policy", ["kvmerger", "h2o", "streaming"])
@@ -56,7 +56,7 @@ def test_compress_ties():
     for policy, kw in [("h2o", dict(ratio=0.4)), ("kvmerger", dict(ratio=0.4)),
                        ("kvmerger", dict(ratio=0.4, sigma="paper"))]:
         assert_same(run_torch(k, v, a, policy, **kw), reference.compress(k, v, a, policy=policy, **kw),
-                    np.dtype(np.float32), f"ties {policy}")
+                    np.dtype(np.float32), f"ties {policy}", inputs=(k, v, kw))
 
 
 @pytest.mark.parametrize("policy,kw", [("kvmerger", dict(ratio=0.5)), ("kvmerger", dict(ratio=0.35, sigma="paper")),
@@ -67,10 +67,10 @@ def test_compress_real_fixture(policy, kw):
     for i in range(z["keys"].shape[0]):
         k, v, a = z["keys"][i], z["values"][i], z["scores"][i]
         assert_same(run_torch(k, v, a, policy, **kw), reference.compress(k, v, a, policy=policy, **kw),
-                    np.dtype(np.float16), f"smollm2 layer {i}")
+                    np.dtype(np.float16), f"smollm2 layer {i}", inputs=(k, v, kw))
     kb, vb = k.astype(BF16), v.astype(BF16)
     assert_same(run_torch(kb, vb, a, policy, **kw), reference.compress(kb, vb, a, policy=policy, **kw), BF16,
-                "bf16")
+                "bf16", inputs=(kb, vb, kw))
 
 
 def test_slot_map_from_counts():

@@ -14,13 +14,15 @@ def ConvertKVCacheToLoops : Pass<"convert-kvcache-to-loops", "::mlir::ModuleOp">
     one-shot bufferization finishes the job.
 
     The work is expressed as parallel loops (`scf.parallel`) over KV heads,
-    tokens, slots and chunks: adjacent similarity is a per-link reduction;
+    tokens, slots and chunks: adjacent similarity is a per-link reduction
+    in the fixed order every path shares (f64 sums in 16 vector lanes,
+    exact IEEE operations, docs/reference.md choice 3);
     merge-set identification selects the `Bm - 1` weakest links by a bitwise
     binary search on order-preserving integer keys (each step a parallel
     count), then turns cut flags into a slot map with a chunked (two-level)
     prefix scan; the merge runs one parallel iteration per output slot.
-    Floating-point reductions carry `fastmath<reassoc, contract>` so that
-    LLVM vectorizes them.
+    The other floating-point reductions carry `fastmath<reassoc, contract>`
+    so that LLVM vectorizes them.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
@@ -29,6 +31,7 @@ def ConvertKVCacheToLoops : Pass<"convert-kvcache-to-loops", "::mlir::ModuleOp">
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect",
+    "::mlir::vector::VectorDialect",
   ];
 }
 
@@ -40,8 +43,9 @@ def ConvertKVCacheToGPU : Pass<"convert-kvcache-to-gpu", "::mlir::ModuleOp"> {
     `bufferization.to_buffer` / `to_tensor`, like
     `convert-kvcache-to-loops`:
 
-    * `similarity`: one warp per (head, link), dot products and norms as
-      `gpu.shuffle xor` warp reductions;
+    * `similarity`: 16 lanes per (head, link), each summing its head-dim
+      elements in f64, combined by a `gpu.shuffle xor` butterfly: the
+      summation order of every path (docs/reference.md choice 3);
     * `merge_sets` / `select_sets`: one block per head; the bitwise-search
       selection with block-wide counts, the slot map by a block-wide prefix
       scan (`gpu.shuffle up` + workgroup memory);

@@ -20,6 +20,8 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -93,6 +95,15 @@ template <typename Derived> struct LoopEmitterBase {
     return mlir::arith::MulFOp::create(b, x, y, fm);
   }
   Value fdiv(Value x, Value y) { return mlir::arith::DivFOp::create(b, x, y); }
+  // IEEE operations exactly as written: no reassociation, no contraction
+  // into a fused multiply-add (results every path must reproduce bit for
+  // bit, see emitCosine).
+  Value faddExact(Value x, Value y) {
+    return mlir::arith::AddFOp::create(b, x, y);
+  }
+  Value fmulExact(Value x, Value y) {
+    return mlir::arith::MulFOp::create(b, x, y);
+  }
   Value fneg(Value x) { return mlir::arith::NegFOp::create(b, x); }
   Value fcmp(mlir::arith::CmpFPredicate p, Value x, Value y) {
     return mlir::arith::CmpFOp::create(b, p, x, y);
@@ -124,7 +135,11 @@ template <typename Derived> struct LoopEmitterBase {
   void store(Value v, Value mem, ValueRange ivs) {
     mlir::memref::StoreOp::create(b, v, mem, ivs);
   }
+  /// Size `i` of a memref: a constant when it is static.
   Value dim(Value mem, int64_t i) {
+    auto type = llvm::cast<mlir::MemRefType>(mem.getType());
+    if (!type.isDynamicDim(i))
+      return idx(type.getDimSize(i));
     return mlir::memref::DimOp::create(b, mem, i);
   }
   /// A fresh buffer of `shape` (dynamic entries from `dynSizes`, in order).
@@ -559,6 +574,206 @@ mlir::Value isMergeCut(E &e, const MergeCutSelections &s,
       isForcedLink(e, s.heavy, scoreKeyOf, length, t),
       isSelected(e, s.cuts,
                  mergeLinkKey(e, s.heavy, scoreKeyOf, length, simKeyOf, t), t));
+}
+
+//===----------------------------------------------------------------------===//
+// Cosine similarity of adjacent keys (docs/reference.md, project choice 3)
+//===----------------------------------------------------------------------===//
+
+/// Lanes of the similarity's summation order: lane j sums the terms of the
+/// elements d = j, j + 16, j + 32, ... in increasing d.
+constexpr int64_t kCosineLanes = 16;
+
+/// The three f64 lane sums of one link: x.y, x.x, y.y.
+struct CosineLanes {
+  llvm::SmallVector<mlir::Value> dot, xx, yy;
+};
+
+/// Adds element `k` of x and y (storage type, widened exactly to f64) to the
+/// lane sums `lane` of `acc`.
+template <typename E>
+void addCosineTerm(E &e, CosineLanes &acc, int64_t lane, mlir::Value x,
+                   mlir::Value y) {
+  mlir::Type f64 = e.b.getF64Type();
+  x = e.convert(x, f64);
+  y = e.convert(y, f64);
+  acc.dot[lane] = e.faddExact(acc.dot[lane], e.fmulExact(x, y));
+  acc.xx[lane] = e.faddExact(acc.xx[lane], e.fmulExact(x, x));
+  acc.yy[lane] = e.faddExact(acc.yy[lane], e.fmulExact(y, y));
+}
+
+/// Combines the kCosineLanes partial sums by halving (lane j += lane j + w
+/// for w = 8, 4, 2, 1) and returns lane 0: the order a warp's xor butterfly
+/// computes in its lane 0.
+template <typename E>
+mlir::Value combineCosineLanes(E &e, llvm::ArrayRef<mlir::Value> lanes) {
+  llvm::SmallVector<mlir::Value> v(lanes);
+  for (int64_t w = kCosineLanes / 2; w > 0; w /= 2)
+    for (int64_t j = 0; j < w; ++j)
+      v[j] = e.faddExact(v[j], v[j + w]);
+  return v[0];
+}
+
+/// The similarity from the f64 sums: 0 if sqrt(xx) * sqrt(yy) is 0, else
+/// dot / (sqrt(xx) * sqrt(yy)) clipped to [-1, 1]; rounded once to f32.
+template <typename E>
+mlir::Value cosineFromSums(E &e, mlir::Value dot, mlir::Value xx,
+                           mlir::Value yy) {
+  using namespace mlir;
+  Type f64 = e.b.getF64Type();
+  Value zero = e.flt(0.0, f64);
+  Value den = e.fmulExact(e.sqrt(xx), e.sqrt(yy));
+  Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
+  Value c = e.fdiv(dot, e.select(zeroDen, e.flt(1.0, f64), den));
+  c = arith::MinimumFOp::create(e.b, e.flt(1.0, f64),
+                                e.fmax(e.flt(-1.0, f64), c));
+  c = e.select(zeroDen, zero, c);
+  return e.convert(c, e.b.getF32Type());
+}
+
+/// Cosine similarity of two keys of `d` elements, element k read by
+/// `x(e, k)` and `y(e, k)` in their storage type, computed in the order every
+/// path (NumPy reference, CPU loops, upstream export, GPU kernels) follows,
+/// so that all of them get the same f32 bits: products and sums in f64
+/// without contraction, kCosineLanes interleaved lane sums
+/// (combineCosineLanes), then cosineFromSums. A sequential loop over chunks
+/// of kCosineLanes elements; the lane updates of one chunk are independent.
+template <typename E>
+mlir::Value emitCosine(E &e, mlir::Value d, typename E::Pred x,
+                       typename E::Pred y) {
+  using namespace mlir;
+  using Values = SmallVector<Value>;
+  constexpr int64_t W = kCosineLanes;
+  Value zero = e.flt(0.0, e.b.getF64Type());
+  auto pack = [](const CosineLanes &c) {
+    Values all(c.dot);
+    all.append(c.xx);
+    all.append(c.yy);
+    return all;
+  };
+  auto unpack = [](ValueRange all) {
+    CosineLanes c;
+    c.dot.assign(all.begin(), all.begin() + W);
+    c.xx.assign(all.begin() + W, all.begin() + 2 * W);
+    c.yy.assign(all.begin() + 2 * W, all.end());
+    return c;
+  };
+  CosineLanes init;
+  init.dot.assign(W, zero);
+  init.xx.assign(W, zero);
+  init.yy.assign(W, zero);
+  Value chunks = e.divu(d, e.idx(W));
+  CosineLanes acc = unpack(e.forLoop(
+      e.idx(0), chunks, pack(init),
+      [&](E &e, Value c, ValueRange args) -> Values {
+        CosineLanes a = unpack(args);
+        Value base = e.mul(c, e.idx(W));
+        for (int64_t j = 0; j < W; ++j) {
+          Value k = e.add(base, e.idx(j));
+          addCosineTerm(e, a, j, x(e, k), y(e, k));
+        }
+        return pack(a);
+      }));
+  // The last, partial chunk: lanes past the end add nothing.
+  Value base = e.mul(chunks, e.idx(W));
+  if (std::optional<int64_t> dc = getConstantIntValue(d)) {
+    for (int64_t j = 0; j < *dc % W; ++j) {
+      Value k = e.add(base, e.idx(j));
+      addCosineTerm(e, acc, j, x(e, k), y(e, k));
+    }
+  } else {
+    for (int64_t j = 0; j < W - 1; ++j) {
+      Value k = e.add(base, e.idx(j));
+      Value inside = e.cmp(arith::CmpIPredicate::ult, k, d);
+      Values lane = e.ifElse(
+          inside,
+          [&](E &e) -> Values {
+            CosineLanes one{{acc.dot[j]}, {acc.xx[j]}, {acc.yy[j]}};
+            addCosineTerm(e, one, 0, x(e, k), y(e, k));
+            return {one.dot[0], one.xx[0], one.yy[0]};
+          },
+          [&](E &) -> Values { return {acc.dot[j], acc.xx[j], acc.yy[j]}; });
+      acc.dot[j] = lane[0];
+      acc.xx[j] = lane[1];
+      acc.yy[j] = lane[2];
+    }
+  }
+  return cosineFromSums(e, combineCosineLanes(e, acc.dot),
+                        combineCosineLanes(e, acc.xx),
+                        combineCosineLanes(e, acc.yy));
+}
+
+/// emitCosine for rows of a memref with unit stride in the last dim (`mem`
+/// at `[prefixX..., k]` and `[prefixY..., k]`), the lanes as the elements of
+/// vector<kCosineLanes x f64> values: the same operations in the same order,
+/// so the same bits, in vector registers. The last, partial chunk is a
+/// masked load (lanes past the end add +0).
+template <typename E>
+mlir::Value emitCosineVector(E &e, mlir::Value mem, mlir::ValueRange prefixX,
+                             mlir::ValueRange prefixY, mlir::Value d) {
+  using namespace mlir;
+  using Values = SmallVector<Value>;
+  constexpr int64_t W = kCosineLanes;
+  Type f32 = e.b.getF32Type(), f64 = e.b.getF64Type();
+  Type storage = llvm::cast<MemRefType>(mem.getType()).getElementType();
+  auto vec = [](Type t, int64_t n = W) { return VectorType::get({n}, t); };
+  Value zero = arith::ConstantOp::create(
+      e.b, DenseElementsAttr::get(vec(f64), e.b.getFloatAttr(f64, 0.0)));
+  auto at = [](ValueRange prefix, Value k) {
+    Values ivs(prefix);
+    ivs.push_back(k);
+    return ivs;
+  };
+  // f16/bf16 -> f32 -> f64: both steps exact (and the first one native).
+  auto widen = [&](E &e, Value v) {
+    if (storage.getIntOrFloatBitWidth() < 32)
+      v = arith::ExtFOp::create(e.b, vec(f32), v);
+    if (storage != f64)
+      v = arith::ExtFOp::create(e.b, vec(f64), v);
+    return v;
+  };
+  auto add = [](E &e, ValueRange acc, Value x, Value y) -> Values {
+    return {e.faddExact(acc[0], e.fmulExact(x, y)),
+            e.faddExact(acc[1], e.fmulExact(x, x)),
+            e.faddExact(acc[2], e.fmulExact(y, y))};
+  };
+  Value chunks = e.divu(d, e.idx(W));
+  Values acc = e.forLoop(
+      e.idx(0), chunks, ValueRange{zero, zero, zero},
+      [&](E &e, Value c, ValueRange args) -> Values {
+        Value k = e.mul(c, e.idx(W));
+        Value x = vector::LoadOp::create(e.b, vec(storage), mem, at(prefixX, k));
+        Value y = vector::LoadOp::create(e.b, vec(storage), mem, at(prefixY, k));
+        return add(e, args, widen(e, x), widen(e, y));
+      });
+  std::optional<int64_t> dc = getConstantIntValue(d);
+  if (!dc || *dc % W) {
+    Value k = e.mul(chunks, e.idx(W));
+    Value mask = vector::CreateMaskOp::create(e.b, vec(e.b.getI1Type()),
+                                              ValueRange{e.sub(d, k)});
+    Value pass = arith::ConstantOp::create(
+        e.b,
+        DenseElementsAttr::get(vec(storage), e.b.getFloatAttr(storage, 0.0)));
+    Value x = vector::MaskedLoadOp::create(e.b, vec(storage), mem,
+                                           at(prefixX, k), mask, pass);
+    Value y = vector::MaskedLoadOp::create(e.b, vec(storage), mem,
+                                           at(prefixY, k), mask, pass);
+    acc = add(e, acc, widen(e, x), widen(e, y));
+  }
+  // combineCosineLanes on the vector elements.
+  auto combine = [&](Value v) {
+    for (int64_t w = W / 2; w > 0; w /= 2) {
+      auto half = [&](int64_t offset) {
+        return vector::ExtractStridedSliceOp::create(
+            e.b, v, ArrayRef<int64_t>{offset}, ArrayRef<int64_t>{w},
+            ArrayRef<int64_t>{1});
+      };
+      v = e.faddExact(half(0), half(w));
+    }
+    return vector::ExtractOp::create(e.b, v, ArrayRef<int64_t>{0})
+        .getResult();
+  };
+  return cosineFromSums(e, combine(acc[0]), combine(acc[1]), combine(acc[2]));
 }
 
 //===----------------------------------------------------------------------===//

@@ -3,8 +3,10 @@
 // Lowers kvcache ops to hand-mapped `gpu.launch` kernels on buffers (see
 // docs/gpu.md for the mapping):
 //
-//   similarity   one warp per (head, link); head-dim dot products and norms
-//                are warp reductions (gpu.shuffle xor).
+//   similarity   16 lanes per (head, link), two links per warp: each lane
+//                sums its elements of the head dim in f64, the 16 partial
+//                sums are combined by an xor butterfly (gpu.shuffle): the
+//                summation order of every path (emitCosine).
 //   merge_sets / one thread block per head: the bitwise-search selection of
 //   select_sets  the CPU lowering, each step a block-wide count (warp shuffle
 //                reduction + workgroup memory), then the slot map by a
@@ -61,7 +63,7 @@ namespace {
 constexpr int64_t kWarp = 32;
 /// merge_sets / select_sets: one block of 16 warps per head.
 constexpr int64_t kSelectThreads = 512;
-/// similarity: 8 warps per block, one link per warp.
+/// similarity: 8 warps per block, two links per warp.
 constexpr int64_t kSimilarityWarps = 8;
 /// merge: slot kernel block, and the per-token kernels' block.
 constexpr int64_t kMergeThreads = 128;
@@ -132,6 +134,38 @@ struct G : LoopEmitterBase<G> {
       v = combine(*this, v, shuffle.getShuffleResult());
     }
     return v;
+  }
+  /// Sum over each group of `n` (a power of two <= 32) consecutive lanes in
+  /// halving order: offsets n/2, ..., 1, every lane taking part, exact IEEE
+  /// additions (combineCosineLanes' order in the group's first lane). A
+  /// 64-bit value is shuffled as two 32-bit halves.
+  Value lanesSum(Value v, int64_t n) {
+    for (int64_t offset = n / 2; offset > 0; offset /= 2)
+      v = faddExact(v, shuffleXor(v, offset));
+    return v;
+  }
+  Value shuffleXor(Value v, int64_t offset) {
+    auto xorShuffle = [&](Value x) -> Value {
+      return gpu::ShuffleOp::create(b, x, offset, kWarp,
+                                    gpu::ShuffleMode::XOR)
+          .getShuffleResult();
+    };
+    if (v.getType().getIntOrFloatBitWidth() != 64)
+      return xorShuffle(v);
+    Type i32t = b.getI32Type(), i64t = b.getI64Type();
+    Value bits = arith::BitcastOp::create(b, i64t, v);
+    Value lo = arith::TruncIOp::create(b, i32t, bits);
+    Value hi = arith::TruncIOp::create(
+        b, i32t,
+        arith::ShRUIOp::create(b, bits,
+                               arith::ConstantIntOp::create(b, 32, 64)));
+    Value slo = arith::ExtUIOp::create(b, i64t, xorShuffle(lo));
+    Value shi = arith::ExtUIOp::create(b, i64t, xorShuffle(hi));
+    Value joined = arith::OrIOp::create(
+        b, slo,
+        arith::ShLIOp::create(b, shi,
+                              arith::ConstantIntOp::create(b, 32, 64)));
+    return arith::BitcastOp::create(b, v.getType(), joined);
   }
   Value warpSum(Value v) {
     bool isFloat = isa<FloatType>(v.getType());
@@ -248,40 +282,45 @@ bool lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2);
   Value links = e.maxS(e.sub(l, e.idx(1)), e.idx(0));
   Value out = e.allocLike(op.getResult().getType(), {h, links});
-  Value gx = e.maxS(e.ceilDiv(links, e.idx(kSimilarityWarps)), e.idx(1));
+  constexpr int64_t perWarp = kWarp / kCosineLanes;
+  constexpr int64_t perBlock = kSimilarityWarps * perWarp;
+  Value gx = e.maxS(e.ceilDiv(links, e.idx(perBlock)), e.idx(1));
   e.launch(
       "kvmerge_similarity", gx, h, e.idx(1), e.idx(kSimilarityWarps * kWarp),
       {}, [&](G &e, ValueRange bid, ValueRange) {
-        Type f32 = e.b.getF32Type();
         Value head = bid[1];
-        Value link = e.add(e.mul(bid[0], e.idx(kSimilarityWarps)), e.warp());
-        // Warp-uniform condition: the whole warp takes the branch.
-        e.ifThen(e.cmp(arith::CmpIPredicate::slt, link, links), [&](G &e) {
-          Value t1 = e.add(link, e.idx(1));
-          Value zero = e.f32(0.0);
-          auto sums = e.forLoop(
-              e.lane(), d, e.idx(kWarp), ValueRange{zero, zero, zero},
+        // kCosineLanes lanes per link, perWarp links per warp: the lanes of
+        // emitCosine's order, combined by the xor butterfly within each
+        // group of kCosineLanes lanes.
+        Value first = e.mul(e.add(e.mul(bid[0], e.idx(kSimilarityWarps)),
+                                  e.warp()),
+                            e.idx(perWarp));
+        // Warp-uniform condition: the whole warp takes the branch (its
+        // shuffles need every lane).
+        e.ifThen(e.cmp(arith::CmpIPredicate::slt, first, links), [&](G &e) {
+          Value lane = e.lane();
+          Value sub = e.remu(lane, e.idx(kCosineLanes));
+          Value link = e.add(first, e.divu(lane, e.idx(kCosineLanes)));
+          Value valid = e.cmp(arith::CmpIPredicate::slt, link, links);
+          // A group past the last link repeats it (and does not store).
+          Value at = e.minS(link, e.sub(links, e.idx(1)));
+          Value t1 = e.add(at, e.idx(1));
+          Value zero = e.flt(0.0, e.b.getF64Type());
+          SmallVector<Value> sums = e.forLoop(
+              sub, d, e.idx(kCosineLanes), ValueRange{zero, zero, zero},
               [&](G &e, Value k, ValueRange acc) -> SmallVector<Value> {
-                Value a = e.convert(e.load(keys, {head, link, k}), f32);
-                Value b = e.convert(e.load(keys, {head, t1, k}), f32);
-                return {e.fadd(acc[0], e.fmul(a, b)),
-                        e.fadd(acc[1], e.fmul(a, a)),
-                        e.fadd(acc[2], e.fmul(b, b))};
+                CosineLanes one{{acc[0]}, {acc[1]}, {acc[2]}};
+                addCosineTerm(e, one, 0, e.load(keys, {head, at, k}),
+                              e.load(keys, {head, t1, k}));
+                return {one.dot[0], one.xx[0], one.yy[0]};
               });
-          Value dot = e.warpSum(sums[0]);
-          Value na = e.warpSum(sums[1]);
-          Value nb = e.warpSum(sums[2]);
-          e.ifThen(
-              e.cmp(arith::CmpIPredicate::eq, e.lane(), e.idx(0)), [&](G &e) {
-                Value den = e.fmul(e.sqrt(na), e.sqrt(nb));
-                Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
-                Value safe = e.select(zeroDen, e.f32(1.0), den);
-                Value c = e.fdiv(dot, safe);
-                c = arith::MinimumFOp::create(e.b, e.f32(1.0),
-                                              e.fmax(e.f32(-1.0), c));
-                c = e.select(zeroDen, zero, c);
-                e.store(c, out, {head, link});
-              });
+          for (Value &v : sums)
+            v = e.lanesSum(v, kCosineLanes);
+          Value leader = e.cmp(arith::CmpIPredicate::eq, sub, e.idx(0));
+          e.ifThen(e.andI(valid, leader), [&](G &e) {
+            e.store(cosineFromSums(e, sums[0], sums[1], sums[2]), out,
+                    {head, link});
+          });
         });
       });
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));

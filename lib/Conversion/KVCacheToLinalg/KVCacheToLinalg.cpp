@@ -42,7 +42,13 @@ struct E : LoopEmitterBase<E> {
   Value extract(Value t, ValueRange ivs) {
     return tensor::ExtractOp::create(b, t, ivs);
   }
-  Value dimOf(Value t, int64_t i) { return tensor::DimOp::create(b, t, i); }
+  /// Size `i` of a tensor: a constant when it is static.
+  Value dimOf(Value t, int64_t i) {
+    auto type = cast<RankedTensorType>(t.getType());
+    if (!type.isDynamicDim(i))
+      return idx(type.getDimSize(i));
+    return tensor::DimOp::create(b, t, i);
+  }
   /// A sequential i32 count of `pred` over [lb, ub) (inside a generic body).
   Value seqCount(Value lb, Value ub, Pred pred) {
     return forLoop(lb, ub, ValueRange{i32(0)},
@@ -90,35 +96,24 @@ using Values = SmallVector<Value>;
 // similarity
 //===----------------------------------------------------------------------===//
 
-Value linkSimilarity(E &e, Value keys, Type ct, Value d, Value h, Value t) {
+/// Cosine similarity (f32) of keys t and t+1 of head h, in the order every
+/// path computes (emitCosine).
+Value linkSimilarity(E &e, Value keys, Value d, Value h, Value t) {
   Value t1 = e.add(t, e.idx(1));
-  Value zero = e.flt(0.0, ct);
-  Values sums = e.forLoop(
-      e.idx(0), d, ValueRange{zero, zero, zero},
-      [&](E &e, Value k, ValueRange acc) -> Values {
-        Value a = e.convert(e.extract(keys, {h, t, k}), ct);
-        Value b = e.convert(e.extract(keys, {h, t1, k}), ct);
-        return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a)),
-                e.fadd(acc[2], e.fmul(b, b))};
-      });
-  Value den = e.fmul(e.sqrt(sums[1]), e.sqrt(sums[2]));
-  Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
-  Value cosv = e.fdiv(sums[0], e.select(zeroDen, e.flt(1.0, ct), den));
-  cosv = arith::MinimumFOp::create(e.b, e.flt(1.0, ct),
-                                   e.fmax(e.flt(-1.0, ct), cosv));
-  return e.convert(e.select(zeroDen, zero, cosv), e.b.getF32Type());
+  return emitCosine(
+      e, d, [&](E &e, Value k) { return e.extract(keys, {h, t, k}); },
+      [&](E &e, Value k) { return e.extract(keys, {h, t1, k}); });
 }
 
 void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   E e(rewriter, op.getLoc());
   Value keys = op.getKeys();
-  Type ct = computeType(elementType(keys));
   Value h = e.dimOf(keys, 0), d = e.dimOf(keys, 2);
   Value links = e.maxS(e.sub(e.dimOf(keys, 1), e.idx(1)), e.idx(0));
   auto type = cast<RankedTensorType>(op.getResult().getType());
   rewriter.replaceOp(
       op, e.generate({type}, {h, links}, [&](E &e, ValueRange ivs) -> Values {
-        return {linkSimilarity(e, keys, ct, d, ivs[0], ivs[1])};
+        return {linkSimilarity(e, keys, d, ivs[0], ivs[1])};
       }));
 }
 

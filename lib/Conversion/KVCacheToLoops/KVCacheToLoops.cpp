@@ -98,38 +98,20 @@ void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
 // Op lowerings
 //===----------------------------------------------------------------------===//
 
-/// Cosine similarity (f32) of keys t and t+1 of head h; 0 for a zero norm.
-Value emitLinkSimilarity(Emitter &e, Value keys, Type ct, Value d, Value h,
-                         Value t) {
-  Value t1 = e.add(t, e.idx(1));
-  Value zero = e.flt(0.0, ct);
-  auto sums = e.forLoop(
-      e.idx(0), d, ValueRange{zero, zero, zero},
-      [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
-        Value a = e.convert(e.load(keys, {h, t, k}), ct);
-        Value b = e.convert(e.load(keys, {h, t1, k}), ct);
-        return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a)),
-                e.fadd(acc[2], e.fmul(b, b))};
-      });
-  Value den = e.fmul(e.sqrt(sums[1]), e.sqrt(sums[2]));
-  Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
-  Value safeDen = e.select(zeroDen, e.flt(1.0, ct), den);
-  Value cosv = e.fdiv(sums[0], safeDen);
-  cosv = arith::MinimumFOp::create(e.b, e.flt(1.0, ct),
-                                   e.fmax(e.flt(-1.0, ct), cosv));
-  cosv = e.select(zeroDen, zero, cosv);
-  return e.convert(cosv, e.b.getF32Type());
+/// Cosine similarity (f32) of keys t and t+1 of head h, in the order every
+/// path computes (emitCosine), with vector registers; 0 for a zero norm.
+Value emitLinkSimilarity(Emitter &e, Value keys, Value d, Value h, Value t) {
+  return emitCosineVector(e, keys, {h, t}, {h, e.add(t, e.idx(1))}, d);
 }
 
 void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Emitter e(rewriter, op.getLoc());
   Value keys = e.toBuffer(op.getKeys());
-  Type ct = computeType(elementType(op.getKeys()));
   Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2);
   Value links = e.maxS(e.sub(l, e.idx(1)), e.idx(0));
   Value out = e.allocLike(op.getResult().getType(), {h, links});
   e.parallel({e.idx(0), e.idx(0)}, {h, links}, [&](Emitter &e, ValueRange ivs) {
-    e.store(emitLinkSimilarity(e, keys, ct, d, ivs[0], ivs[1]), out, ivs);
+    e.store(emitLinkSimilarity(e, keys, d, ivs[0], ivs[1]), out, ivs);
   });
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
 }
@@ -629,11 +611,10 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
       op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
   p.heavy = op.getHeavy();
   p.scores = m.scores;
-  Type simType = computeType(kt);
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     Value head = ivs[0];
     e.parallel({e.idx(0)}, {links}, [&](Emitter &e, ValueRange t) {
-      e.store(emitLinkSimilarity(e, keys, simType, m.d, head, t[0]), sim,
+      e.store(emitLinkSimilarity(e, keys, m.d, head, t[0]), sim,
               {head, t[0]});
     });
     emitMergeSetsHead(e, head, m.l, sim, m.slots, m.lengths, scratch, p);

@@ -12,5 +12,5 @@ ship), times the fused compress against a device-to-device copy and decode atten
 compressed against the full cache, both against PyTorch eager, and writes everything under OUT.
 
 Modules: :mod:`.cases` (the case grid and the manifest; NumPy only), :mod:`.prepare` (needs the
-build), :mod:`.checks` (comparisons and tie-aware validation; torch), :mod:`.run` (the run step).
+build), :mod:`.checks` (comparisons and tie-aware diagnosis of slot-map mismatches; torch), :mod:`.run` (the run step).
 """

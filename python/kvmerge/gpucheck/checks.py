@@ -5,13 +5,15 @@ counts, lengths) exactly; keys and values within 1 ulp of their storage type plu
 of the tensor's largest magnitude (2e-5 * (1 + |ref|) for f32); scores and attention outputs
 within 2e-5 * (1 + |ref|).
 
-KVMerger's slot map depends on which similarities are the smallest: where two links' f32 cosines
-are closer than the f32 rounding of a D-term dot product, the kernel and the expectation may
-legitimately decide differently. So when the discrete outputs differ, the kernel's own slot map
-(read off its counts) is validated against the float64 similarities of the spec with a slack of
-:data:`DELTA`, and its merged keys, values, pivots and scores are then checked against the
-expectation's merge of that slot map (:func:`kvmerge.torch_ref.merge`). Any other difference, and
-every difference of h2o and streaming (whose selections depend only on the f32 scores), fails.
+KVMerger's slot map depends on which similarities are the smallest. Every path computes the
+similarity in one fixed order (docs/reference.md, choice 3: float64 lane sums, rounded once to
+float32), the GPU kernel and :func:`kvmerge.torch_ref.adjacent_similarity` included, so the
+discrete outputs must be identical: any difference fails. To say what went wrong, a kvmerger
+mismatch is diagnosed: the kernel's own slot map (read off its counts) is validated against the
+similarities with a slack of :data:`DELTA` -- a map that only decides near-ties differently means
+the kernel's similarities do not follow the shared order; any other map breaks the spec -- and its
+merged keys, values, pivots and scores are checked against the expectation's merge of that slot
+map (:func:`kvmerge.torch_ref.merge`), which tells a wrong selection from a wrong merge.
 """
 from __future__ import annotations
 
@@ -131,10 +133,11 @@ def cuts(slot: torch.Tensor) -> torch.Tensor:
 def validate_kvmerger_slots(keys: torch.Tensor, slot: torch.Tensor, args: dict, delta: float = DELTA,
                             scores: Optional[torch.Tensor] = None) -> Optional[str]:
     """None if the slot map ``slot [H, L]`` is one the spec allows for ``keys`` up to near-ties
-    within ``delta`` of the float64 similarities; else why not.  With ``args["heavy"] > 0`` the
+    within ``delta`` of the similarities (:func:`kvmerge.torch_ref.adjacent_similarity`, the
+    shared rule); else why not.  With ``args["heavy"] > 0`` the
     heavy hitters come from ``scores`` (exact inputs, no slack): links touching them must be cut,
     and the rules apply to the other middle links with ``Bm - n_seg`` cuts per head (spec v2)."""
-    sim = torch_ref.adjacent_similarity(keys.to(torch.float64))
+    sim = torch_ref.adjacent_similarity(keys)
     H, L = slot.shape
     sink, recent, B, mode, eps = args["sink"], args["recent"], args["B"], args["mode"], args["eps"]
     bm = B - sink - recent
@@ -209,7 +212,8 @@ def validate_kvmerger_slots(keys: torch.Tensor, slot: torch.Tensor, args: dict, 
 def check_compress(args: dict, keys, values, scores, got: Dict[str, torch.Tensor],
                    exp: Dict[str, torch.Tensor], dtype: str, delta: float = DELTA) -> dict:
     """The verdict on one compress result: ``{"status": "PASS"|"FAIL", "problems": [...],
-    "note": ...}`` (see the module docstring)."""
+    "note": ...}`` (see the module docstring: discrete outputs identical, floats within the
+    tolerances; ``note`` diagnoses a kvmerger slot-map mismatch)."""
     problems = compare_compress(got, exp, dtype)
     if not problems:
         return dict(status="PASS", problems=[], note="")
@@ -229,12 +233,12 @@ def check_compress(args: dict, keys, values, scores, got: Dict[str, torch.Tensor
     cd = torch.float64 if keys.dtype == torch.float64 else torch.float32
     again = torch_ref.merge(keys.to(cd), values.to(cd), scores.to(cd), slot, slot[:, -1] + 1, args["B"],
                             args["sigma"], keys.dtype, values.dtype)
-    problems2 = compare_compress(got, again, dtype)
+    merge_problems = compare_compress(got, again, dtype)
     note = (f"{flips} near-tie link(s) (similarities within {delta} of the selection threshold) decided the "
-            f"other way; merged outputs checked for the kernel's slot map")
-    if problems2:
-        return dict(status="FAIL", problems=problems2, note=note)
-    return dict(status="PASS", problems=[], note=note)
+            f"other way: the kernel's similarities do not follow the shared order (docs/reference.md, "
+            f"choice 3); its merge of its own slot map is "
+            + ("wrong too" if merge_problems else "right"))
+    return dict(status="FAIL", problems=problems + merge_problems, note=note)
 
 
 def check_attention(got: torch.Tensor, exp: torch.Tensor) -> dict:

@@ -1,12 +1,22 @@
 // RUN: kvmerge-opt %s --convert-kvcache-to-gpu --split-input-file | FileCheck %s
 
-// similarity: one warp per (head, link), 8 warps per block, xor-shuffle
-// reductions of the dot product and both norms.
+// similarity: 16 lanes per (head, link), two links per warp, 8 warps per
+// block; each lane sums its elements (d = lane, lane + 16, ...) in f64, then
+// the 16 lanes are combined by a xor butterfly (offsets 8, 4, 2, 1) for the
+// dot product and both norms: 3 x 4 steps, each f64 shuffled as two i32
+// halves. No fastmath flags (the order every path shares).
 // CHECK-LABEL: func.func @similarity
 // CHECK: %[[C256:.*]] = arith.constant 256 : index
 // CHECK: gpu.launch blocks({{.*}}) in ({{.*}}) threads({{.*}}) in (%{{.*}} = %[[C256]]
 // CHECK-SAME: function(@kvmerge_similarity)
-// CHECK-COUNT-15: gpu.shuffle  xor
+// CHECK: scf.for {{.*}} step %c16{{.*}} -> (f64, f64, f64)
+// CHECK:   arith.extf {{.*}} : f16 to f64
+// CHECK:   arith.mulf {{.*}} : f64{{$}}
+// CHECK:   arith.addf {{.*}} : f64{{$}}
+// CHECK-COUNT-24: gpu.shuffle  xor
+// CHECK-NOT: gpu.shuffle
+// CHECK: math.sqrt {{.*}} : f64
+// CHECK: arith.truncf {{.*}} : f64 to f32
 // CHECK: gpu.terminator
 func.func @similarity(%k: tensor<2x100x64xf16>) -> tensor<2x99xf32> {
   %s = kvcache.similarity %k : tensor<2x100x64xf16> -> tensor<2x99xf32>

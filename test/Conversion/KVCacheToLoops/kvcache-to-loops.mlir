@@ -1,23 +1,35 @@
 // Structure of the kvcache -> loops conversion: parallel loops on buffers,
-// reassociable reductions, tensors bridged with to_buffer / to_tensor.
+// reassociable reductions (except the similarity's fixed order), tensors
+// bridged with to_buffer / to_tensor.
 // RUN: kvmerge-opt %s -split-input-file --convert-kvcache-to-loops --canonicalize --cse | FileCheck %s
 
-// Similarity: one parallel iteration per (head, link); the D loop is a
-// reassociable f32 reduction (f16 storage is widened first).
+// Similarity: one parallel iteration per (head, link); the head dim is summed
+// in the order every path shares (docs/reference.md, choice 3): f64 products
+// and sums in 16 vector lanes, chunk after chunk (the partial last chunk a
+// masked load), lanes combined by halving, no fastmath flags, then the f64
+// cosine rounded once to f32.
 // CHECK-LABEL: func @similarity
-// CHECK-SAME: (%[[K:.*]]: tensor<2x16x8xf16>)
+// CHECK-SAME: (%[[K:.*]]: tensor<2x16x40xf16>)
 // CHECK: %[[OUT:.*]] = memref.alloc() : memref<2x15xf32>
 // CHECK: scf.parallel (%[[H:.*]], %[[T:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
-// CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32)
-// CHECK:     tensor.extract %[[K]]
-// CHECK:     arith.extf {{.*}} : f16 to f32
-// CHECK:     arith.addf {{.*}} fastmath<reassoc,contract> : f32
-// CHECK:   math.sqrt
+// CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (vector<16xf64>, vector<16xf64>, vector<16xf64>)
+// CHECK:     vector.load {{.*}} : memref<2x16x40xf16>, vector<16xf16>
+// CHECK:     arith.extf {{.*}} : vector<16xf16> to vector<16xf32>
+// CHECK:     arith.extf {{.*}} : vector<16xf32> to vector<16xf64>
+// CHECK:     arith.mulf {{.*}} : vector<16xf64>{{$}}
+// CHECK:     arith.addf {{.*}} : vector<16xf64>{{$}}
+// CHECK:   vector.constant_mask [8] : vector<16xi1>
+// CHECK:   vector.maskedload
+// CHECK:   vector.extract_strided_slice {{.*}} {offsets = [8], sizes = [8], strides = [1]}
+// CHECK:   arith.addf {{.*}} : vector<8xf64>{{$}}
+// CHECK:   math.sqrt {{.*}} : f64
+// CHECK:   arith.divf {{.*}} : f64
+// CHECK:   arith.truncf {{.*}} : f64 to f32
 // CHECK:   memref.store {{.*}}, %[[OUT]][%[[H]], %[[T]]]
 // CHECK: %[[R:.*]] = bufferization.to_tensor %[[OUT]] restrict writable
 // CHECK: return %[[R]]
-func.func @similarity(%k: tensor<2x16x8xf16>) -> tensor<2x15xf32> {
-  %s = kvcache.similarity %k : tensor<2x16x8xf16> -> tensor<2x15xf32>
+func.func @similarity(%k: tensor<2x16x40xf16>) -> tensor<2x15xf32> {
+  %s = kvcache.similarity %k : tensor<2x16x40xf16> -> tensor<2x15xf32>
   return %s : tensor<2x15xf32>
 }
 
@@ -142,7 +154,7 @@ func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) ->
 // CHECK-SAME: (%[[K:[a-z0-9]+]]: tensor<2x16x8xf32>, %[[V:[a-z0-9]+]]: tensor<2x16x8xf32>
 // CHECK: scf.parallel (%[[H:.*]]) = (%{{.*}}) to (%{{.*}}) step
 // CHECK:   scf.parallel (%[[T:.*]]) =
-// CHECK:     tensor.extract %[[K]][%[[H]], %[[T]], %{{.*}}]
+// CHECK:     vector.maskedload %{{.*}}[%[[H]], %[[T]], %{{.*}}]
 // CHECK:     math.sqrt
 // CHECK:   scf.for {{.*}} iter_args
 // CHECK:   scf.for %[[S:.*]] =

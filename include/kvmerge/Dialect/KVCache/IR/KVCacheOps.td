@@ -30,7 +30,11 @@ def KVCache_SimilarityOp : KVCache_Op<"similarity", [Pure]> {
   let description = [{
     `s[h, t] = cos(K[h, t], K[h, t + 1])` for `t < L - 1` (Observation 1 of
     KVMerger). A zero-norm key has similarity 0 with every key, never NaN.
-    Accumulates in f32 whatever the key storage type.
+    Computed in f64 from the keys' exact values in one fixed order (16 lane
+    sums over the head dim, lane j taking d = j, j + 16, ...; lanes combined
+    by halving; no fused multiply-add), clipped to [-1, 1] and rounded once
+    to f32, so every lowering (loops, GPU, upstream export) and the NumPy
+    reference produce the same bits (docs/reference.md, choice 3).
 
     ```mlir
     %s = kvcache.similarity %keys : tensor<3x128x64xf16> -> tensor<3x127xf32>
