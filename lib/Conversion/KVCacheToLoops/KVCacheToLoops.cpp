@@ -98,27 +98,76 @@ void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
 // Op lowerings
 //===----------------------------------------------------------------------===//
 
-/// Cosine similarity (f32) of keys t and t+1 of head h; 0 for a zero norm.
-Value emitLinkSimilarity(Emitter &e, Value keys, Type ct, Value d, Value h,
-                         Value t) {
-  Value t1 = e.add(t, e.idx(1));
+/// Number of links one parallel iteration of kvcache.similarity handles.
+constexpr int64_t kSimilarityChunk = 1024;
+
+/// Cosine (f32) of a link from the dot product of its keys and their norms;
+/// 0 for a zero norm, clipped to [-1, 1].
+Value emitCosine(Emitter &e, Value dot, Value normA, Value normB) {
+  Type ct = dot.getType();
   Value zero = e.flt(0.0, ct);
-  auto sums = e.forLoop(
-      e.idx(0), d, ValueRange{zero, zero, zero},
-      [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
-        Value a = e.convert(e.load(keys, {h, t, k}), ct);
-        Value b = e.convert(e.load(keys, {h, t1, k}), ct);
-        return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a)),
-                e.fadd(acc[2], e.fmul(b, b))};
-      });
-  Value den = e.fmul(e.sqrt(sums[1]), e.sqrt(sums[2]));
+  Value den = e.fmul(normA, normB);
   Value zeroDen = e.fcmp(arith::CmpFPredicate::OEQ, den, zero);
   Value safeDen = e.select(zeroDen, e.flt(1.0, ct), den);
-  Value cosv = e.fdiv(sums[0], safeDen);
+  Value cosv = e.fdiv(dot, safeDen);
   cosv = arith::MinimumFOp::create(e.b, e.flt(1.0, ct),
                                    e.fmax(e.flt(-1.0, ct), cosv));
   cosv = e.select(zeroDen, zero, cosv);
   return e.convert(cosv, e.b.getF32Type());
+}
+
+/// Similarities `sim[h, t]` (f32) of the links t in [lo, hi) of head h
+/// (hi > lo). One sweep over the keys t in [lo, hi] computes each key's norm
+/// once and each link's dot product (in `ct`, into `dots` and `norms`, [H, L]
+/// buffers of `ct`; `dots` may be `sim` when `ct` is f32); a second loop
+/// turns them into cosines, elementwise over the links, which LLVM
+/// vectorizes. Only [lo, hi) of `dots`/`norms` are written, so disjoint link
+/// ranges may run in parallel; the norm of key `hi` stays in a register.
+void emitSimilarities(Emitter &e, Value keys, Type ct, Value d, Value h,
+                      Value lo, Value hi, Value sim, Value dots, Value norms) {
+  Value zero = e.flt(0.0, ct);
+  auto load = [&](Emitter &e, Value t, Value k) {
+    return e.convert(e.load(keys, {h, t, k}), ct);
+  };
+  e.forLoop(lo, hi, [&](Emitter &e, Value t) {
+    Value t1 = e.add(t, e.idx(1));
+    auto sums = e.forLoop(
+        e.idx(0), d, ValueRange{zero, zero},
+        [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
+          Value a = load(e, t, k);
+          Value b = load(e, t1, k);
+          return {e.fadd(acc[0], e.fmul(a, b)), e.fadd(acc[1], e.fmul(a, a))};
+        });
+    e.store(sums[0], dots, {h, t});
+    e.store(e.sqrt(sums[1]), norms, {h, t});
+  });
+  Value last = e.sub(hi, e.idx(1));
+  Value normHi = e.sqrt(
+      e.forLoop(e.idx(0), d, ValueRange{zero},
+                [&](Emitter &e, Value k, ValueRange acc) -> SmallVector<Value> {
+                  Value a = load(e, hi, k);
+                  return {e.fadd(acc[0], e.fmul(a, a))};
+                })[0]);
+  e.forLoop(lo, last, [&](Emitter &e, Value t) {
+    Value cosv =
+        emitCosine(e, e.load(dots, {h, t}), e.load(norms, {h, t}),
+                   e.load(norms, {h, e.add(t, e.idx(1))}));
+    e.store(cosv, sim, {h, t});
+  });
+  e.store(emitCosine(e, e.load(dots, {h, last}), e.load(norms, {h, last}),
+                     normHi),
+          sim, {h, last});
+}
+
+/// Scratch of emitSimilarities for `heads` x `length` keys: {dots, norms}.
+std::pair<Value, Value> allocSimilarityScratch(Emitter &e, Value sim, Type ct,
+                                               Value heads, Value length) {
+  auto scratch = [&] {
+    return e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, ct,
+                   {heads, length});
+  };
+  Value dots = ct.isF32() ? sim : scratch();
+  return {dots, scratch()};
 }
 
 void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
@@ -128,8 +177,13 @@ void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   Value h = e.dim(keys, 0), l = e.dim(keys, 1), d = e.dim(keys, 2);
   Value links = e.maxS(e.sub(l, e.idx(1)), e.idx(0));
   Value out = e.allocLike(op.getResult().getType(), {h, links});
-  e.parallel({e.idx(0), e.idx(0)}, {h, links}, [&](Emitter &e, ValueRange ivs) {
-    e.store(emitLinkSimilarity(e, keys, ct, d, ivs[0], ivs[1]), out, ivs);
+  auto [dots, norms] = allocSimilarityScratch(e, out, ct, h, l);
+  Value chunks = e.ceilDiv(links, e.idx(kSimilarityChunk));
+  e.parallel({e.idx(0), e.idx(0)}, {h, chunks}, [&](Emitter &e,
+                                                   ValueRange ivs) {
+    Value lo = e.mul(ivs[1], e.idx(kSimilarityChunk));
+    Value hi = e.minS(e.add(lo, e.idx(kSimilarityChunk)), links);
+    emitSimilarities(e, keys, ct, d, ivs[0], lo, hi, out, dots, norms);
   });
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
 }
@@ -180,43 +234,80 @@ struct MergeSetsParams {
   double eps;
   int64_t heavy = 0;
   Value scores = {}; // [H, L] f32 buffer, needed when heavy > 0
+  /// [H, L] i32 scratch: the order keys of the links the cut selection reads
+  /// and, with heavy hitters, of the scores (see emitMergeSetsHead).
+  Value linkKeys = {}, scoreKeys = {};
 };
+
+/// Allocates the key scratch of `p` for `heads` x `length` tokens.
+void allocMergeSetsScratch(Emitter &e, MergeSetsParams &p, Value heads,
+                           Value length) {
+  auto keys = [&] {
+    return e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                   e.b.getI32Type(), {heads, length});
+  };
+  p.linkKeys = keys();
+  if (p.heavy > 0)
+    p.scoreKeys = keys();
+}
 
 /// Merge-set identification of one head: selects the cut links of the
 /// middle (`sim[head, t]`, t < length - 1) and writes `slots[head, :]` and
 /// `lengths[head]`. `scratch[head, :]` holds the scan's chunk totals.
+///
+/// The selections count keys over the middle some 35 times each (bitwise
+/// binary searches); the keys are computed once into `p.linkKeys` /
+/// `p.scoreKeys` (one elementwise loop each), so that every count is a
+/// compare-and-add over i32 that LLVM vectorizes, and a head's keys stay in
+/// cache across the counts.
 void emitMergeSetsHead(Emitter &e, Value head, Value length, Value sim,
                        Value slots, Value lengths, Value scratch,
                        const MergeSetsParams &p) {
   Regions r = regions(e, length, p.sink, p.recent);
-  auto keyOf = [&](Emitter &e, Value t) {
-    return orderedKey(e, e.load(sim, {head, t}));
-  };
+  Value lastMiddle = e.sub(r.recentStart, e.idx(1));
   auto countFn = [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
     return e.count(lb, ub, pred);
   };
+  auto simKeyOf = [&](Emitter &e, Value t) {
+    return orderedKey(e, e.load(sim, {head, t}));
+  };
+  auto linkKeyOf = [&](Emitter &e, Value t) {
+    return e.load(p.linkKeys, {head, t});
+  };
   if (p.heavy > 0) {
+    e.forLoop(r.sink, r.recentStart, [&](Emitter &e, Value t) {
+      e.store(heavyKey(e, e.load(p.scores, {head, t})), p.scoreKeys,
+              {head, t});
+    });
     auto scoreKeyOf = [&](Emitter &e, Value t) {
-      return heavyKey(e, e.load(p.scores, {head, t}));
+      return e.load(p.scoreKeys, {head, t});
     };
-    MergeCutSelections s =
-        selectMergeCutsWithHeavy(e, r, p.middle, p.heavy, p.threshold, p.eps,
-                                 length, countFn, keyOf, scoreKeyOf);
+    HeavySplit hs =
+        selectHeavy(e, r, p.middle, p.heavy, length, countFn, scoreKeyOf);
+    // Links that touch a heavy hitter are cut anyway: the largest key.
+    e.forLoop(r.sink, lastMiddle, [&](Emitter &e, Value t) {
+      e.store(mergeLinkKey(e, hs.heavy, scoreKeyOf, length, simKeyOf, t),
+              p.linkKeys, {head, t});
+    });
+    Selection cuts =
+        selectMergeCuts(e, r, p.middle, hs.budgetCuts, p.threshold, p.eps,
+                        countFn, linkKeyOf);
     emitMergeSlotMap(e, head, length, r, slots, lengths, scratch,
                      [&](Emitter &e, Value t) {
-                       return isMergeCut(e, s, scoreKeyOf, length, keyOf, t);
+                       return e.orI(isForcedLink(e, hs.heavy, scoreKeyOf,
+                                                 length, t),
+                                    isSelected(e, cuts, linkKeyOf(e, t), t));
                      });
     return;
   }
-  Selection s = selectMergeCuts(
-      e, r, p.middle, p.threshold, p.eps,
-      [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
-        return e.count(lb, ub, pred);
-      },
-      keyOf);
+  e.forLoop(r.sink, lastMiddle, [&](Emitter &e, Value t) {
+    e.store(simKeyOf(e, t), p.linkKeys, {head, t});
+  });
+  Selection s =
+      selectMergeCuts(e, r, p.middle, p.threshold, p.eps, countFn, linkKeyOf);
   emitMergeSlotMap(
       e, head, length, r, slots, lengths, scratch,
-      [&](Emitter &e, Value t) { return isSelected(e, s, keyOf(e, t), t); });
+      [&](Emitter &e, Value t) { return isSelected(e, s, linkKeyOf(e, t), t); });
 }
 
 /// Chunk-total scratch of the slot-map scan for caches of `length` tokens.
@@ -242,6 +333,7 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   p.heavy = op.getHeavy();
   if (p.heavy > 0)
     p.scores = e.toBuffer(op.getScores());
+  allocMergeSetsScratch(e, p, h, length);
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     emitMergeSetsHead(e, ivs[0], length, sim, slots, lengths, scratch, p);
   });
@@ -629,13 +721,20 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
       op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
   p.heavy = op.getHeavy();
   p.scores = m.scores;
-  Type simType = computeType(kt);
+  allocMergeSetsScratch(e, p, h, m.l);
+  // The similarity sweep's norms go to the merge weights' scratch (free
+  // until the merge); its dot products to `sim` when it has the compute type.
+  Value dots = m.ct.isF32()
+                   ? sim
+                   : e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                             m.ct, {h, m.l});
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     Value head = ivs[0];
-    e.parallel({e.idx(0)}, {links}, [&](Emitter &e, ValueRange t) {
-      e.store(emitLinkSimilarity(e, keys, simType, m.d, head, t[0]), sim,
-              {head, t[0]});
-    });
+    e.ifThen(e.cmp(arith::CmpIPredicate::sgt, links, e.idx(0)),
+             [&](Emitter &e) {
+               emitSimilarities(e, keys, m.ct, m.d, head, e.idx(0), links, sim,
+                                dots, m.weight);
+             });
     emitMergeSetsHead(e, head, m.l, sim, m.slots, m.lengths, scratch, p);
     e.forLoop(e.idx(0), capacity, [&](Emitter &e, Value s) {
       e.store(e.idx(0), m.start, {head, s});

@@ -2,18 +2,27 @@
 // reassociable reductions, tensors bridged with to_buffer / to_tensor.
 // RUN: kvmerge-opt %s -split-input-file --convert-kvcache-to-loops --canonicalize --cse | FileCheck %s
 
-// Similarity: one parallel iteration per (head, link); the D loop is a
-// reassociable f32 reduction (f16 storage is widened first).
+// Similarity: one parallel iteration per (head, chunk of links; here one
+// chunk): a sweep over the keys computes each key's norm once and each
+// link's dot product (reassociable f32 reductions over D, f16 storage widened
+// first), then an elementwise loop over the links turns them into cosines.
 // CHECK-LABEL: func @similarity
 // CHECK-SAME: (%[[K:.*]]: tensor<2x16x8xf16>)
 // CHECK: %[[OUT:.*]] = memref.alloc() : memref<2x15xf32>
-// CHECK: scf.parallel (%[[H:.*]], %[[T:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
-// CHECK:   scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32)
-// CHECK:     tensor.extract %[[K]]
-// CHECK:     arith.extf {{.*}} : f16 to f32
-// CHECK:     arith.addf {{.*}} fastmath<reassoc,contract> : f32
-// CHECK:   math.sqrt
-// CHECK:   memref.store {{.*}}, %[[OUT]][%[[H]], %[[T]]]
+// CHECK: %[[NORMS:.*]] = memref.alloc() : memref<2x16xf32>
+// CHECK: scf.parallel (%[[H:.*]]) = (%{{.*}}) to (%{{.*}})
+// CHECK:   scf.for %[[T:[a-z0-9]+]] =
+// CHECK:     scf.for {{.*}} iter_args({{.*}}) -> (f32, f32)
+// CHECK:       tensor.extract %[[K]]
+// CHECK:       arith.extf {{.*}} : f16 to f32
+// CHECK:       arith.addf {{.*}} fastmath<reassoc,contract> : f32
+// CHECK:     memref.store {{.*}}, %[[OUT]][%[[H]], %[[T]]]
+// CHECK:     math.sqrt
+// CHECK:     memref.store {{.*}}, %[[NORMS]][%[[H]], %[[T]]]
+// CHECK:   scf.for %[[L:[a-z0-9]+]] =
+// CHECK:     memref.load %[[NORMS]]
+// CHECK:     arith.divf
+// CHECK:     memref.store {{.*}}, %[[OUT]][%[[H]], %[[L]]]
 // CHECK: %[[R:.*]] = bufferization.to_tensor %[[OUT]] restrict writable
 // CHECK: return %[[R]]
 func.func @similarity(%k: tensor<2x16x8xf16>) -> tensor<2x15xf32> {
@@ -26,13 +35,18 @@ func.func @similarity(%k: tensor<2x16x8xf16>) -> tensor<2x15xf32> {
 // Merge-set identification: per head, the weakest links are found by a
 // 32-step bitwise search on order-preserving keys (each step a parallel
 // count, scf.reduce), ties by a 31-step rank search; then a two-level scan
-// writes the slot map. Threshold mode first counts links below eps.
+// writes the slot map. Threshold mode first counts links below eps. The
+// keys are computed once per head into an i32 scratch the counts read.
 // CHECK-LABEL: func @merge_sets
 // CHECK-DAG: %[[C31:.*]] = arith.constant 31 : index
 // CHECK-DAG: %[[C32:.*]] = arith.constant 32 : index
+// CHECK: %[[KEYS:.*]] = memref.alloc() : memref<2x16xi32>
 // CHECK: scf.parallel (%[[HEAD:.*]]) =
-// CHECK:   scf.parallel {{.*}} init (%{{.*}}) -> i32
+// CHECK:   scf.for
 // CHECK:     arith.bitcast {{.*}} : f32 to i32
+// CHECK:     memref.store {{.*}}, %[[KEYS]]
+// CHECK:   scf.parallel {{.*}} init (%{{.*}}) -> i32
+// CHECK:     memref.load %[[KEYS]]
 // CHECK:     arith.cmpi ult
 // CHECK:     scf.reduce
 // CHECK:       arith.addi
@@ -141,7 +155,7 @@ func.func @accumulated_scores(%q: tensor<4x16x8xf32>, %k: tensor<2x16x8xf32>) ->
 // CHECK-LABEL: func @fused_merge
 // CHECK-SAME: (%[[K:[a-z0-9]+]]: tensor<2x16x8xf32>, %[[V:[a-z0-9]+]]: tensor<2x16x8xf32>
 // CHECK: scf.parallel (%[[H:.*]]) = (%{{.*}}) to (%{{.*}}) step
-// CHECK:   scf.parallel (%[[T:.*]]) =
+// CHECK:   scf.for %[[T:[a-z0-9]+]] =
 // CHECK:     tensor.extract %[[K]][%[[H]], %[[T]], %{{.*}}]
 // CHECK:     math.sqrt
 // CHECK:   scf.for {{.*}} iter_args
