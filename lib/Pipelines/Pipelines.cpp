@@ -172,6 +172,9 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createLowerAffinePass());
   if (options.emitCInterface)
     pm.addPass(std::make_unique<EmitCInterfacePass>());
+  // f32 exp inline (vectorizable, no slow library underflow path) rather
+  // than a call of expf per element.
+  pm.addPass(createKVMergeApproximateMath());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createArithToLLVMConversionPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
