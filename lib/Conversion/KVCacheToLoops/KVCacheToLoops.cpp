@@ -908,8 +908,15 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
         [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
           Value logit = logitOf(e, j, i, h, t);
           Value m = e.fmax(st[0], logit);
-          Value corr = e.exp(e.fsub(st[0], m));
-          Value p = e.exp(e.fsub(logit, m));
+          // One exp per slot: of the rescale exp(max_old - max) and the
+          // weight exp(logit - max), one is exp(0) = 1 and the other
+          // exp(-|logit - max_old|).
+          Value grows = e.fcmp(arith::CmpFPredicate::OGT, logit, st[0]);
+          Value x = e.exp(e.select(grows, e.fsub(st[0], logit),
+                                   e.fsub(logit, st[0])));
+          Value one = e.flt(1.0, ct);
+          Value corr = e.select(grows, x, one);
+          Value p = e.select(grows, one, x);
           if (mask) {
             // Only -inf logits so far (masked slots): nothing to rescale.
             Value none = e.fcmp(arith::CmpFPredicate::OEQ, m, ninfC);
