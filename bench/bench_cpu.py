@@ -13,10 +13,11 @@ sigma = paper, budget mode), storage type and thread count, in one run on one ma
   * NumPy: the reference (kvmerge.reference.compress), once per (L, dtype).
 
 GB/s of compiled and stream count the same bytes: 2 K + V + scores + all outputs. "% of stream"
-is stream time / compiled time. Times: median of --reps calls, best of --rounds processes.
+is stream time / compiled time. Times: median of --reps calls, best of --rounds processes, the
+kernels of a row timed round after round (interleaved), so that background load hits them alike.
 
     .venv/bin/python bench/bench_cpu.py [--lengths 4096 16384 65536] [--dtypes float32 float16]
-        [--threads 1 2] [--reps 7] [--rounds 2] [--numpy-reps 1] [--no-unfused]
+        [--threads 1 2] [--reps 7] [--rounds 3] [--numpy-reps 1] [--no-unfused] [--baseline BUILD_DIR]
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def main() -> int:
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float16"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--numpy-reps", type=int, default=1)
     ap.add_argument("--no-unfused", action="store_true", help="skip the fuse-merge=false column")
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="also time the compress with BUILD_DIR/bin/kvmerge-run (e.g. a build of main), "
+                         "interleaved with the others: columns 'baseline (ms)' and 'vs baseline'")
     opts = ap.parse_args()
 
     H, D, ratio = 8, 128, 0.5
@@ -72,13 +76,17 @@ def main() -> int:
             if opts.numpy_reps:
                 same = np.mean(np.all(outs[2] == ref["positions"], axis=1) & np.all(outs[3] == ref["counts"], axis=1))
             for th in opts.threads:
-                kw = dict(threads=th, reps=opts.reps, rounds=opts.rounds)
-                t_c = benchlib.time_ms(module, "compress", [k, v, a], 6, **kw)
-                t_u = float("nan") if opts.no_unfused else benchlib.time_ms(
-                    module, "compress", [k, v, a], 6, pipeline_options="fuse-merge=false", **kw)
-                t_s = benchlib.time_ms(stream, "stream", [k, v, a], 6, **kw)
-                t_cp = benchlib.time_ms(copy, "copy", [k, v], 2, **kw)
-                rows.append(dict(L=L, dt=np.dtype(dtype).name, th=th, np=t_np, c=t_c, u=t_u, s=t_s,
+                kernels = {"c": (module, "compress", [k, v, a], 6, ""),
+                           "s": (stream, "stream", [k, v, a], 6, ""),
+                           "cp": (copy, "copy", [k, v], 2, "")}
+                if not opts.no_unfused:
+                    kernels["u"] = (module, "compress", [k, v, a], 6, "fuse-merge=false")
+                if opts.baseline:
+                    kernels["b"] = (module, "compress", [k, v, a], 6, "", opts.baseline)
+                t = benchlib.time_interleaved(kernels, threads=th, reps=opts.reps, rounds=opts.rounds)
+                t_c, t_s, t_cp, t_u = t["c"], t["s"], t["cp"], t.get("u", float("nan"))
+                t_b = t.get("b", float("nan"))
+                rows.append(dict(L=L, dt=np.dtype(dtype).name, th=th, np=t_np, c=t_c, u=t_u, s=t_s, b=t_b,
                                  gbs=nbytes / t_c / 1e6, sgbs=nbytes / t_s / 1e6,
                                  cpgbs=2 * (k.nbytes + v.nbytes) / t_cp / 1e6, same=same, mb=nbytes / 1e6))
                 print(f"  L={L} {np.dtype(dtype).name} threads={th}: compiled {t_c:.2f} ms, stream {t_s:.2f} ms",
@@ -87,12 +95,15 @@ def main() -> int:
     print(f"\nKVMerger compress, Hkv={H}, D={D}, ratio={ratio}, budget mode, heavy hitters, sigma=paper "
           f"(median of {opts.reps} calls, best of {opts.rounds} processes; NumPy: {opts.numpy_reps} run(s))")
     print(f"machine: {benchlib.machine()}; load average before: {load_before}, after: {benchlib.load_text()}\n")
-    print("| L | dtype | threads | NumPy ref (ms) | compiled (ms) | unfused (ms) | speed-up vs NumPy | bytes (MB) "
-          "| compiled GB/s | stream (ms) | stream GB/s | % of stream | copy GB/s | heads with identical sets |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base_h = " baseline (ms) | vs baseline |" if opts.baseline else ""
+    print("| L | dtype | threads | NumPy ref (ms) | compiled (ms) | unfused (ms) |" + base_h +
+          " speed-up vs NumPy | bytes (MB) | compiled GB/s | stream (ms) | stream GB/s | % of stream | copy GB/s "
+          "| heads with identical sets |")
+    print("|---:|---|---:|---:|---:|---:|" + ("---:|---:|" if opts.baseline else "") + "---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['L']} | {r['dt']} | {r['th']} | {r['np']:.1f} | {r['c']:.2f} | {r['u']:.2f} "
-              f"| {r['np'] / r['c']:.0f}x | {r['mb']:.0f} | {r['gbs']:.2f} | {r['s']:.2f} | {r['sgbs']:.2f} "
+        base_c = f" {r['b']:.2f} | {r['b'] / r['c']:.2f}x |" if opts.baseline else ""
+        print(f"| {r['L']} | {r['dt']} | {r['th']} | {r['np']:.1f} | {r['c']:.2f} | {r['u']:.2f} |{base_c}"
+              f" {r['np'] / r['c']:.0f}x | {r['mb']:.0f} | {r['gbs']:.2f} | {r['s']:.2f} | {r['sgbs']:.2f} "
               f"| {100 * r['s'] / r['c']:.0f}% | {r['cpgbs']:.2f} | {100 * r['same']:.0f}% |")
     by = {(r["L"], r["dt"], r["th"]): r for r in rows}
     if len(opts.threads) > 1:

@@ -8,7 +8,7 @@ kvmerge-run) over a layer's cache of L tokens, f16, D = 128, Hq = 32 query heads
   * compressed: the same cache compressed by the compiled KVMerger compress (the spec's default
     policy) to B = ceil(r L) slots, attended with its lengths and counts.
 
-Both are timed in the same run, per thread count. The time ratio (compressed / full) is compared
+Both are timed in the same run, per thread count, round after round (interleaved). The time ratio (compressed / full) is compared
 with the budget ratio B / L: attention reads every valid K and V row once per query head, so
 time should follow the number of slots. GB/s = K + V bytes of the valid slots read per call /
 time. The compiled attention is checked against kvmerge.reference.attention on each cache.
@@ -20,7 +20,6 @@ time. The compiled attention is checked against kvmerge.reference.attention on e
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=32, help="Hq")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     opts = ap.parse_args()
 
     Hq, D, dt = opts.heads, 128, np.float16
@@ -58,17 +57,18 @@ def main() -> int:
             for r in opts.budgets:
                 c = compiled.compress(k, v, a, ratio=r)
                 caches[r] = (c["keys"], c["values"], c["lengths"], c["counts"])
-            times = {}
+            times, kernels = {}, {}
             for name, (ck, cv, ln, cnt) in caches.items():
                 got = compiled.attention(q, ck, cv, ln, counts=cnt)
                 want = reference.attention(q, ck, cv, ln, counts=cnt)
                 np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
                 module = compiled.attention_module((Hq, 1, D), ck.shape, cv.shape, np.dtype(dt),
                                                    count_bias=False, scale=None)
-                inputs = [q[:, None, :], ck, cv, ln, cnt]
-                for th in opts.threads:
-                    times[(name, th)] = benchlib.time_ms(module, "attention", inputs, 1, threads=th,
-                                                         reps=opts.reps, rounds=opts.rounds)
+                kernels[name] = (module, "attention", [q[:, None, :], ck, cv, ln, cnt], 1, "")
+            for th in opts.threads:
+                t = benchlib.time_interleaved(kernels, threads=th, reps=opts.reps, rounds=opts.rounds)
+                for name in kernels:
+                    times[(name, th)] = t[name]
             for r in opts.budgets:
                 B = caches[r][0].shape[1]
                 for th in opts.threads:

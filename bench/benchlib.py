@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -52,12 +51,36 @@ def machine() -> str:
 
 
 def time_ms(module: str, function: str, inputs, n_outputs: int, *, threads: int, reps: int,
-            rounds: int = 1, pipeline_options: str = "") -> float:
+            rounds: int = 1, pipeline_options: str = "", build_dir: str | None = None) -> float:
+    """``build_dir``: time with that build's ``bin/kvmerge-run`` (e.g. a baseline checkout)."""
     best = float("inf")
+    saved = os.environ.get("KVMERGE_BUILD_DIR")
+    if build_dir:
+        os.environ["KVMERGE_BUILD_DIR"] = str(build_dir)
+    try:
+        for _ in range(rounds):
+            _, out = compiled.run(module, function, inputs, n_outputs, repetitions=reps, threads=threads,
+                                  pipeline_options=pipeline_options)
+            best = min(best, float(re.search(r"median_ms: ([0-9.]+)", out).group(1)))
+    finally:
+        if build_dir:
+            if saved is None:
+                os.environ.pop("KVMERGE_BUILD_DIR", None)
+            else:
+                os.environ["KVMERGE_BUILD_DIR"] = saved
+    return best
+
+
+def time_interleaved(kernels: dict, *, threads: int, reps: int, rounds: int) -> dict:
+    """``time_ms`` of several kernels (name -> (module, function, inputs, n_outputs,
+    pipeline_options[, build_dir])), round after round, so that a burst of background load hits
+    them alike; the best median of each."""
+    best = {name: float("inf") for name in kernels}
     for _ in range(rounds):
-        _, out = compiled.run(module, function, inputs, n_outputs, repetitions=reps, threads=threads,
-                              pipeline_options=pipeline_options)
-        best = min(best, float(re.search(r"median_ms: ([0-9.]+)", out).group(1)))
+        for name, (module, function, inputs, n_outputs, options, *build) in kernels.items():
+            best[name] = min(best[name], time_ms(module, function, inputs, n_outputs, threads=threads,
+                                                 reps=reps, pipeline_options=options,
+                                                 build_dir=build[0] if build else None))
     return best
 
 
