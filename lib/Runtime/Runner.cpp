@@ -1,6 +1,7 @@
 //===- Runner.cpp - load, lower, JIT and call kvmerge functions -----------===//
 
 #include "kvmerge/Runtime/Runner.h"
+#include "kvmerge/Runtime/Allocator.h"
 #include "kvmerge/Runtime/ParallelFor.h"
 #include "kvmerge/Runtime/CudaRuntime.h"
 #include "kvmerge/Runtime/MemrefCopy.h"
@@ -446,9 +447,11 @@ Error Runner::compile() {
       kvmerge::buildLowerToNVVMPipeline(pm, gpuOptions);
     } else {
       kvmerge::LowerToLLVMOptions pipelineOptions;
-      // Parallel loops run on the thread pool (ParallelFor.h) unless the
-      // options say parallel-runtime=false.
+      // Parallel loops run on the thread pool (ParallelFor.h) and buffers
+      // come from the caching allocator (Allocator.h) unless the options say
+      // parallel-runtime=false / runtime-allocator=false.
       pipelineOptions.parallelRuntime = true;
+      pipelineOptions.runtimeAllocator = true;
       if (!impl->options.pipelineOptions.empty() &&
           mlir::failed(
               pipelineOptions.parseFromString(impl->options.pipelineOptions))) {
@@ -529,6 +532,17 @@ Error Runner::compile() {
                                    JITSymbolFlags::Exported};
     symbols[interner("aligned_alloc")] = {
         orc::ExecutorAddr::fromPtr(&checkedAlignedAlloc),
+        JITSymbolFlags::Exported};
+    // With runtime-allocator (the default here), buffers come from the
+    // runtime's caching allocator (include/kvmerge/Runtime/Allocator.h).
+    symbols[interner("_mlir_memref_to_llvm_alloc")] = {
+        orc::ExecutorAddr::fromPtr(&kvmerge_runtime_alloc),
+        JITSymbolFlags::Exported};
+    symbols[interner("_mlir_memref_to_llvm_aligned_alloc")] = {
+        orc::ExecutorAddr::fromPtr(&kvmerge_runtime_aligned_alloc),
+        JITSymbolFlags::Exported};
+    symbols[interner("_mlir_memref_to_llvm_free")] = {
+        orc::ExecutorAddr::fromPtr(&kvmerge_runtime_free),
         JITSymbolFlags::Exported};
     // Outlined parallel loops call the thread pool.
     symbols[interner("kvmerge_parallel_for")] = {

@@ -29,7 +29,8 @@ try:
 except ImportError:  # pragma: no cover
     ml_dtypes = None
 
-__all__ = ["Executable", "TensorSpec", "Signature", "load", "clear_cache", "DTYPES", "default_threads"]
+__all__ = ["Executable", "TensorSpec", "Signature", "load", "clear_cache", "DTYPES", "default_threads",
+           "allocator_stats", "release_allocator_cache"]
 
 #: MLIR element type -> NumPy dtype.
 DTYPES = {
@@ -148,6 +149,19 @@ def default_threads() -> int:
     """Threads compiled code uses when none are given: ``$KVMERGE_THREADS``, else every CPU this
     process may run on. ValueError names ``KVMERGE_THREADS`` when it is set but invalid."""
     return native().default_threads()
+
+
+def allocator_stats() -> dict:
+    """Counters of the runtime's caching allocator, through which compiled code allocates its
+    buffers: ``large_allocations`` (of 64 KiB or more), ``reused`` (served from freed blocks),
+    ``cached_bytes`` / ``cached_blocks`` (kept now), ``budget_bytes`` (``$KVMERGE_ALLOC_CACHE_MB``,
+    default 1024; 0 turns the cache off)."""
+    return dict(native().allocator_stats())
+
+
+def release_allocator_cache() -> None:
+    """Frees the blocks the runtime's allocator keeps for reuse."""
+    native().release_allocator_cache()
 
 
 def check_threads(threads) -> int:

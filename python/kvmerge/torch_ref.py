@@ -45,10 +45,21 @@ def _lane_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return acc[..., 0]
 
 
-def adjacent_similarity(kc: torch.Tensor) -> torch.Tensor:
+def adjacent_similarity(kc: torch.Tensor, exact: bool = True) -> torch.Tensor:
     """``s [H, L-1]`` float32: cosine of consecutive keys exactly as the reference and the
     compiled paths compute it (docs/reference.md, choice 3): float64 in a fixed summation order,
-    0 where a norm is 0, clipped to [-1, 1], rounded once to float32."""
+    0 where a norm is 0, clipped to [-1, 1], rounded once to float32.
+
+    ``exact=False``: what an ML engineer would write (``vector_norm``/``vecdot`` in the compute
+    dtype, no [H, L, D] temporary); faster, but a near-tie may then be cut differently from the
+    reference (the benchmark's torch peer, bench/bench_peers.py)."""
+    if not exact:
+        n = torch.linalg.vector_norm(kc, dim=-1)
+        dot = torch.linalg.vecdot(kc[:, :-1], kc[:, 1:])
+        den = n[:, :-1] * n[:, 1:]
+        ok = den > 0
+        s = torch.where(ok, dot / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+        return s.clamp(-1, 1).to(torch.float32)
     H, L, _ = kc.shape
     out = torch.zeros((H, max(L - 1, 0)), dtype=torch.float32, device=kc.device)
     for lo in range(0, L - 1, _SIM_BLOCK):
@@ -156,7 +167,7 @@ def merge(kc, vc, ac, slot, lengths, capacity: int, sigma, kdt, vdt) -> dict:
     cnt = torch.zeros((H, B), dtype=torch.int64, device=dev).scatter_add_(1, slot, torch.ones_like(slot))
     ptok = piv.gather(1, slot)
     diff = kc - kc.gather(1, ptok[..., None].expand(H, L, D))
-    d2 = (diff * diff).sum(-1)
+    d2 = torch.linalg.vecdot(diff, diff)
     sumd2 = _segsum(d2, slot, B)
     cntf = cnt.to(cd)
     one = torch.ones((), dtype=cd, device=dev)
@@ -225,7 +236,7 @@ def h2o_keep(ac, sink: int, recent: int, bm: int):
 
 
 def compress(keys, values, scores, *, policy: str, B: int, sink: int, recent: int, mode: str = "budget",
-             eps: float = 0.75, sigma="auto", heavy: int = 0) -> dict:
+             eps: float = 0.75, sigma="auto", heavy: int = 0, exact_similarity: bool = True) -> dict:
     """:func:`kvmerge.reference.compress` with resolved arguments (``B``, ``recent``: see
     :func:`kvmerge.reference.resolve_compress_args`); returns torch tensors."""
     kdt, vdt = keys.dtype, values.dtype
@@ -244,7 +255,7 @@ def compress(keys, values, scores, *, policy: str, B: int, sink: int, recent: in
     if policy != "kvmerger":
         raise ValueError(f"policy: {policy!r} is not one of streaming, h2o, kvmerger")
     hm = heavy_mask(ac, sink, recent, heavy) if heavy > 0 else None
-    slot, lengths = merge_sets(adjacent_similarity(kc), sink, recent, bm, mode, eps, hm)
+    slot, lengths = merge_sets(adjacent_similarity(kc, exact_similarity), sink, recent, bm, mode, eps, hm)
     return merge(kc, vc, ac, slot, lengths, B, sigma, kdt, vdt)
 
 

@@ -18,6 +18,7 @@
 
 #include "kvmerge/InitAllKVMerge.h"
 #include "kvmerge/Pipelines/Pipelines.h"
+#include "kvmerge/Runtime/Allocator.h"
 #include "kvmerge/Runtime/ParallelFor.h"
 #include "kvmerge/Runtime/Runner.h"
 
@@ -468,4 +469,21 @@ NB_MODULE(_native, m) {
       "Threads compiled code uses by default: $KVMERGE_THREADS, else every "
       "CPU this process may run on (ValueError for an invalid "
       "KVMERGE_THREADS).");
+  m.def(
+      "allocator_stats",
+      [] {
+        kvmerge::runtime::AllocatorStats s = kvmerge::runtime::allocatorStats();
+        nb::dict d;
+        d["large_allocations"] = s.largeAllocations;
+        d["reused"] = s.reused;
+        d["cached_bytes"] = s.cachedBytes;
+        d["cached_blocks"] = s.cachedBlocks;
+        d["budget_bytes"] = kvmerge::runtime::allocatorCacheBudget();
+        return d;
+      },
+      "Counters of the runtime's caching allocator (compiled code's buffers "
+      "of 64 KiB or more): large_allocations, reused, cached_bytes, "
+      "cached_blocks, budget_bytes ($KVMERGE_ALLOC_CACHE_MB).");
+  m.def("release_allocator_cache", &kvmerge::runtime::releaseCachedBlocks,
+        "Frees the blocks the runtime's allocator keeps for reuse.");
 }

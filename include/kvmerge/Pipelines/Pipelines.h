@@ -37,6 +37,14 @@ struct LowerToLLVMOptions
                      "kvmerge_parallel_for, which kvmerge-run and the Python "
                      "package provide; false keeps the loops sequential"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> runtimeAllocator{
+      *this, "runtime-allocator",
+      llvm::cl::desc("Allocate and free buffers through MLIR's generic "
+                     "functions (_mlir_memref_to_llvm_alloc/_free), which "
+                     "kvmerge-run and the Python package bind to the "
+                     "runtime's caching allocator (include/kvmerge/Runtime/"
+                     "Allocator.h); false calls malloc/free"),
+      llvm::cl::init(false)};
 };
 
 /// kvcache + tensor/linalg/arith/math/scf on tensors -> LLVM dialect:

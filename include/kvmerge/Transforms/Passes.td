@@ -58,4 +58,24 @@ def KVMergeGenerateToLinalg : Pass<"kvmerge-generate-to-linalg"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def KVMergeApproximateMath : Pass<"kvmerge-approximate-math"> {
+  let summary = "Expand f32 math.exp into upstream's polynomial approximation";
+  let description = [{
+    Rewrites every f32 `math.exp` (scalar or vector) with upstream MLIR's
+    polynomial approximation (`populateMathPolynomialApproximationPatterns`
+    restricted to `exp`): a range reduction and a polynomial in arith ops,
+    exact at the special values the kvcache kernels rely on (`exp(-inf) = 0`
+    for masked logits, overflow to `+inf`, underflow to 0, NaN propagated).
+
+    Without it, `math.exp` becomes a call of the C library's `expf` per
+    element, which LLVM cannot vectorize and whose underflow path (taken by
+    the Gaussian weights of far-away keys and by softmax tails) is slow. The
+    CPU pipeline runs it before the conversion to LLVM; f64 `exp` keeps the
+    library call.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
 #endif // KVMERGE_TRANSFORMS_PASSES

@@ -525,16 +525,20 @@ mlir::Value mergeLinkKey(E &e, const Selection &heavy,
                   simKeyOf(e, t));
 }
 
-/// Step 1 with `heavy > 0` heavy hitters: selects them, counts the n_seg
-/// segments of mergeable tokens they leave, and selects the cuts among the
-/// free links: the `middle - heavy - n_seg` weakest (budget), or those
-/// below eps unless they are more (threshold).
+/// The heavy hitters of step 1 and what they leave for the cuts: the
+/// selection of the `heavy` middle tokens of largest score (`scoreKeyOf` =
+/// heavyKey of the score, ties to the newer), and the budget of cuts among
+/// the free links, `middle - heavy - n_seg` (n_seg: the segments of mergeable
+/// tokens the heavy hitters leave).
+struct HeavySplit {
+  Selection heavy;
+  mlir::Value budgetCuts; // index
+};
+
 template <typename E>
-MergeCutSelections
-selectMergeCutsWithHeavy(E &e, const Regions &r, int64_t middle, int64_t heavy,
-                         bool threshold, double eps, mlir::Value length,
-                         typename E::CountFn count, typename E::Pred simKeyOf,
-                         typename E::Pred scoreKeyOf) {
+HeavySplit selectHeavy(E &e, const Regions &r, int64_t middle, int64_t heavy,
+                       mlir::Value length, typename E::CountFn count,
+                       typename E::Pred scoreKeyOf) {
   using namespace mlir;
   using Values = SmallVector<Value>;
   auto rankOf = [&](E &e, Value t) { return e.sub(length, t); };
@@ -557,11 +561,26 @@ selectMergeCutsWithHeavy(E &e, const Regions &r, int64_t middle, int64_t heavy,
   });
   Value budgetCuts =
       e.maxS(e.sub(e.idx(middle - heavy), e.toIndex(segments)), e.idx(0));
+  return {hs, budgetCuts};
+}
+
+/// Step 1 with `heavy > 0` heavy hitters: selects them, counts the n_seg
+/// segments of mergeable tokens they leave, and selects the cuts among the
+/// free links: the `middle - heavy - n_seg` weakest (budget), or those
+/// below eps unless they are more (threshold).
+template <typename E>
+MergeCutSelections
+selectMergeCutsWithHeavy(E &e, const Regions &r, int64_t middle, int64_t heavy,
+                         bool threshold, double eps, mlir::Value length,
+                         typename E::CountFn count, typename E::Pred simKeyOf,
+                         typename E::Pred scoreKeyOf) {
+  using namespace mlir;
+  HeavySplit h = selectHeavy(e, r, middle, heavy, length, count, scoreKeyOf);
   Selection cuts = selectMergeCuts(
-      e, r, middle, budgetCuts, threshold, eps, count, [&](E &e, Value t) {
-        return mergeLinkKey(e, hs, scoreKeyOf, length, simKeyOf, t);
+      e, r, middle, h.budgetCuts, threshold, eps, count, [&](E &e, Value t) {
+        return mergeLinkKey(e, h.heavy, scoreKeyOf, length, simKeyOf, t);
       });
-  return {cuts, hs};
+  return {cuts, h.heavy};
 }
 
 /// Whether middle link `t` is cut, given the selections of

@@ -53,8 +53,9 @@ struct Emitter : LoopEmitterBase<Emitter> {
 /// chunk totals in parallel, a short walk over chunk totals, then every
 /// chunk walks its tokens in parallel with the others, calling
 /// `visit(t, flagsBefore, flag)`. `scratch` holds at least
-/// ceil((ub - lb) / kScanChunk) i32 entries for this scan.
-void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
+/// ceil((ub - lb) / kScanChunk) i32 entries for this scan. Returns the
+/// number of flags (i32).
+Value chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
                  ValueRange scratchPrefix,
                  function_ref<Value(Emitter &, Value)> flag,
                  function_ref<void(Emitter &, Value, Value, Value)> visit) {
@@ -76,12 +77,13 @@ void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
     Value total = e.count(begin, end, flag);
     e.store(total, scratch, at(ivs[0]));
   });
-  e.forLoop(e.idx(0), chunks, ValueRange{e.i32(0)},
-            [&](Emitter &e, Value c, ValueRange args) -> SmallVector<Value> {
-              Value total = e.load(scratch, at(c));
-              e.store(args[0], scratch, at(c));
-              return {e.add(args[0], total)};
-            });
+  Value total = e.forLoop(
+      e.idx(0), chunks, ValueRange{e.i32(0)},
+      [&](Emitter &e, Value c, ValueRange args) -> SmallVector<Value> {
+        Value total = e.load(scratch, at(c));
+        e.store(args[0], scratch, at(c));
+        return {e.add(args[0], total)};
+      })[0];
   e.parallel({e.idx(0)}, {chunks}, [&](Emitter &e, ValueRange ivs) {
     auto [begin, end] = chunkRange(e, ivs[0]);
     Value base = e.load(scratch, at(ivs[0]));
@@ -92,6 +94,7 @@ void chunkedScan(Emitter &e, Value lb, Value ub, Value scratch,
                 return {e.add(args[0], f)};
               });
   });
+  return total;
 }
 
 //===----------------------------------------------------------------------===//
@@ -116,14 +119,30 @@ void lowerSimilarity(SimilarityOp op, RewriterBase &rewriter) {
   rewriter.replaceOp(op, e.toTensor(out, op.getResult().getType()));
 }
 
-/// Writes the slot map of one head given which middle links are cut.
-/// Returns nothing; stores `slots[h, t]` for all t and `lengths[h]`.
+/// Where emitMergeSlotMap writes a head's slots: the slot map `slots[h, t]`
+/// (a slot per token), or, for a merge that walks the slots in order, only
+/// where each slot starts: `starts[h, s]` (i32) is the first token of slot
+/// s and `starts[h, lengths[h]]` = L, so slot s holds the tokens
+/// [starts[h, s], starts[h, s + 1]) (merging slots are runs).
+struct SlotOutput {
+  Value slots, starts;
+};
+
+/// Writes the slots of one head given which middle links are cut, and
+/// `lengths[h]`.
 void emitMergeSlotMap(Emitter &e, Value h, Value length, const Regions &r,
-                      Value slots, Value lengths, Value scratch,
+                      const SlotOutput &out, Value lengths, Value scratch,
                       function_ref<Value(Emitter &, Value)> cut) {
+  // Token t is the first token of slot s.
+  auto opens = [&](Emitter &e, Value s, Value t) {
+    e.store(e.toI32(t), out.starts, {h, e.toIndex(s)});
+  };
   // Sink tokens: their own slot.
   e.parallel({e.idx(0)}, {r.sink}, [&](Emitter &e, ValueRange ivs) {
-    e.store(e.toI32(ivs[0]), slots, {h, ivs[0]});
+    if (out.starts)
+      opens(e, e.toI32(ivs[0]), ivs[0]);
+    else
+      e.store(e.toI32(ivs[0]), out.slots, {h, ivs[0]});
   });
   // Middle: slot = sink + cuts before t; link t joins t and t+1, so the
   // last middle token's "link" never counts.
@@ -139,20 +158,36 @@ void emitMergeSlotMap(Emitter &e, Value h, Value length, const Regions &r,
           return {arith::ConstantIntOp::create(e.b, 0, 1)};
         })[0];
   };
-  chunkedScan(e, r.sink, r.recentStart, scratch, {h}, cutInMiddle,
-              [&](Emitter &e, Value t, Value before, Value) {
-                e.store(e.add(sinkI32, before), slots, {h, t});
-              });
-  Value cuts = e.count(r.sink, r.recentStart, cutInMiddle);
+  Value cuts = chunkedScan(
+      e, r.sink, r.recentStart, scratch, {h}, cutInMiddle,
+      [&](Emitter &e, Value t, Value before, Value flag) {
+        Value slot = e.add(sinkI32, before);
+        if (!out.starts) {
+          e.store(slot, out.slots, {h, t});
+          return;
+        }
+        e.ifThen(e.cmp(arith::CmpIPredicate::eq, t, r.sink),
+                 [&](Emitter &e) { opens(e, slot, t); });
+        e.ifThen(e.cmp(arith::CmpIPredicate::ne, flag, e.i32(0)),
+                 [&](Emitter &e) {
+                   opens(e, e.add(slot, e.i32(1)), e.add(t, e.idx(1)));
+                 });
+      });
   Value hasMiddle = e.cmp(arith::CmpIPredicate::sgt, r.middleLen, e.idx(0));
   Value sets = e.select(hasMiddle, e.add(cuts, e.i32(1)), e.i32(0));
   Value recentBase = e.add(sinkI32, sets);
   e.parallel({r.recentStart}, {length}, [&](Emitter &e, ValueRange ivs) {
-    Value offset = e.toI32(e.sub(ivs[0], r.recentStart));
-    e.store(e.add(recentBase, offset), slots, {h, ivs[0]});
+    Value slot = e.add(recentBase, e.toI32(e.sub(ivs[0], r.recentStart)));
+    if (out.starts)
+      opens(e, slot, ivs[0]);
+    else
+      e.store(slot, out.slots, {h, ivs[0]});
   });
   Value recentLen = e.toI32(e.sub(length, r.recentStart));
-  e.store(e.add(recentBase, recentLen), lengths, {h});
+  Value used = e.add(recentBase, recentLen);
+  e.store(used, lengths, {h});
+  if (out.starts)
+    opens(e, used, length);
 }
 
 /// What merge-set identification needs besides the similarities.
@@ -162,43 +197,80 @@ struct MergeSetsParams {
   double eps;
   int64_t heavy = 0;
   Value scores = {}; // [H, L] f32 buffer, needed when heavy > 0
+  /// [H, L] i32 scratch: the order keys of the links the cut selection reads
+  /// and, with heavy hitters, of the scores (see emitMergeSetsHead).
+  Value linkKeys = {}, scoreKeys = {};
 };
+
+/// Allocates the key scratch of `p` for `heads` x `length` tokens.
+void allocMergeSetsScratch(Emitter &e, MergeSetsParams &p, Value heads,
+                           Value length) {
+  auto keys = [&] {
+    return e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                   e.b.getI32Type(), {heads, length});
+  };
+  p.linkKeys = keys();
+  if (p.heavy > 0)
+    p.scoreKeys = keys();
+}
 
 /// Merge-set identification of one head: selects the cut links of the
 /// middle (`sim[head, t]`, t < length - 1) and writes `slots[head, :]` and
 /// `lengths[head]`. `scratch[head, :]` holds the scan's chunk totals.
+///
+/// The selections count keys over the middle some 35 times each (bitwise
+/// binary searches); the keys are computed once into `p.linkKeys` /
+/// `p.scoreKeys` (one elementwise loop each), so that every count is a
+/// compare-and-add over i32 that LLVM vectorizes, and a head's keys stay in
+/// cache across the counts.
 void emitMergeSetsHead(Emitter &e, Value head, Value length, Value sim,
-                       Value slots, Value lengths, Value scratch,
+                       const SlotOutput &slots, Value lengths, Value scratch,
                        const MergeSetsParams &p) {
   Regions r = regions(e, length, p.sink, p.recent);
-  auto keyOf = [&](Emitter &e, Value t) {
-    return orderedKey(e, e.load(sim, {head, t}));
-  };
+  Value lastMiddle = e.sub(r.recentStart, e.idx(1));
   auto countFn = [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
     return e.count(lb, ub, pred);
   };
+  auto simKeyOf = [&](Emitter &e, Value t) {
+    return orderedKey(e, e.load(sim, {head, t}));
+  };
+  auto linkKeyOf = [&](Emitter &e, Value t) {
+    return e.load(p.linkKeys, {head, t});
+  };
   if (p.heavy > 0) {
+    e.forLoop(r.sink, r.recentStart, [&](Emitter &e, Value t) {
+      e.store(heavyKey(e, e.load(p.scores, {head, t})), p.scoreKeys,
+              {head, t});
+    });
     auto scoreKeyOf = [&](Emitter &e, Value t) {
-      return heavyKey(e, e.load(p.scores, {head, t}));
+      return e.load(p.scoreKeys, {head, t});
     };
-    MergeCutSelections s =
-        selectMergeCutsWithHeavy(e, r, p.middle, p.heavy, p.threshold, p.eps,
-                                 length, countFn, keyOf, scoreKeyOf);
+    HeavySplit hs =
+        selectHeavy(e, r, p.middle, p.heavy, length, countFn, scoreKeyOf);
+    // Links that touch a heavy hitter are cut anyway: the largest key.
+    e.forLoop(r.sink, lastMiddle, [&](Emitter &e, Value t) {
+      e.store(mergeLinkKey(e, hs.heavy, scoreKeyOf, length, simKeyOf, t),
+              p.linkKeys, {head, t});
+    });
+    Selection cuts =
+        selectMergeCuts(e, r, p.middle, hs.budgetCuts, p.threshold, p.eps,
+                        countFn, linkKeyOf);
     emitMergeSlotMap(e, head, length, r, slots, lengths, scratch,
                      [&](Emitter &e, Value t) {
-                       return isMergeCut(e, s, scoreKeyOf, length, keyOf, t);
+                       return e.orI(isForcedLink(e, hs.heavy, scoreKeyOf,
+                                                 length, t),
+                                    isSelected(e, cuts, linkKeyOf(e, t), t));
                      });
     return;
   }
-  Selection s = selectMergeCuts(
-      e, r, p.middle, p.threshold, p.eps,
-      [](Emitter &e, Value lb, Value ub, Emitter::Pred pred) {
-        return e.count(lb, ub, pred);
-      },
-      keyOf);
+  e.forLoop(r.sink, lastMiddle, [&](Emitter &e, Value t) {
+    e.store(simKeyOf(e, t), p.linkKeys, {head, t});
+  });
+  Selection s =
+      selectMergeCuts(e, r, p.middle, p.threshold, p.eps, countFn, linkKeyOf);
   emitMergeSlotMap(
       e, head, length, r, slots, lengths, scratch,
-      [&](Emitter &e, Value t) { return isSelected(e, s, keyOf(e, t), t); });
+      [&](Emitter &e, Value t) { return isSelected(e, s, linkKeyOf(e, t), t); });
 }
 
 /// Chunk-total scratch of the slot-map scan for caches of `length` tokens.
@@ -224,8 +296,10 @@ void lowerMergeSets(MergeSetsOp op, RewriterBase &rewriter) {
   p.heavy = op.getHeavy();
   if (p.heavy > 0)
     p.scores = e.toBuffer(op.getScores());
+  allocMergeSetsScratch(e, p, h, length);
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
-    emitMergeSetsHead(e, ivs[0], length, sim, slots, lengths, scratch, p);
+    emitMergeSetsHead(e, ivs[0], length, sim, SlotOutput{slots, {}}, lengths,
+                      scratch, p);
   });
   rewriter.replaceOp(op, {e.toTensor(slots, op.getSlots().getType()),
                           e.toTensor(lengths, op.getLengths().getType())});
@@ -263,14 +337,13 @@ void lowerSelectSets(SelectSetsOp op, RewriterBase &rewriter) {
       e.store(e.toI32(ivs[0]), slots, {head, ivs[0]});
     });
     Value sinkI32 = e.toI32(r.sink);
-    chunkedScan(e, r.sink, r.recentStart, scratch, {head}, kept,
-                [&](Emitter &e, Value t, Value before, Value flag) {
-                  Value isKept =
-                      e.cmp(arith::CmpIPredicate::ne, flag, e.i32(0));
-                  e.store(e.select(isKept, e.add(sinkI32, before), e.i32(-1)),
-                          slots, {head, t});
-                });
-    Value nKept = e.count(r.sink, r.recentStart, kept);
+    Value nKept = chunkedScan(
+        e, r.sink, r.recentStart, scratch, {head}, kept,
+        [&](Emitter &e, Value t, Value before, Value flag) {
+          Value isKept = e.cmp(arith::CmpIPredicate::ne, flag, e.i32(0));
+          e.store(e.select(isKept, e.add(sinkI32, before), e.i32(-1)), slots,
+                  {head, t});
+        });
     Value recentBase = e.add(sinkI32, nKept);
     e.parallel({r.recentStart}, {length}, [&](Emitter &e, ValueRange ivs) {
       Value offset = e.toI32(e.sub(ivs[0], r.recentStart));
@@ -288,6 +361,9 @@ struct MergeContext {
   Value keys, values, scores, slots, lengths;
   Value outK, outV, outP, outC, outS;
   Value start, end, weight; // per-slot member ranges, per-token weights
+  /// Instead of start/end: the slot starts of SlotOutput (i32 [H, B + 1]),
+  /// when the slots are runs written by emitMergeSlotMap (the fused region).
+  Value starts;
   /// Per-head f32 accumulation rows for f16/bf16 storage, when the slots of a
   /// head are merged one after another (the fused region); null otherwise.
   Value rowK, rowV;
@@ -300,7 +376,7 @@ struct MergeContext {
 MergeContext makeMergeContext(Emitter &e, Value keys, Value values,
                               Value scores, Type kt, Type vt,
                               ArrayRef<Type> outTypes, Value capacity,
-                              SigmaAttr sigma) {
+                              SigmaAttr sigma, bool slotStarts = false) {
   MergeContext m;
   m.keys = keys;
   m.values = values;
@@ -321,10 +397,15 @@ MergeContext makeMergeContext(Emitter &e, Value keys, Value values,
   m.outC = e.allocLike(outTypes[3], {h, capacity});
   m.outS = e.allocLike(outTypes[4], {h, capacity});
   Type index = e.b.getIndexType();
-  m.start = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
+  if (slotStarts) {
+    m.starts = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
+                       e.b.getI32Type(), {h, e.add(capacity, e.idx(1))});
+  } else {
+    m.start = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
+                      {h, capacity});
+    m.end = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
                     {h, capacity});
-  m.end = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, index,
-                  {h, capacity});
+  }
   m.weight =
       e.alloc({ShapedType::kDynamic, ShapedType::kDynamic}, m.ct, {h, m.l});
   return m;
@@ -370,8 +451,14 @@ void emitMergeSlot(Emitter &e, const MergeContext &m, Value head, Value slot) {
   e.ifThenElse(
       used,
       [&](Emitter &e) {
-        Value a = e.load(m.start, {head, slot});
-        Value b = e.load(m.end, {head, slot});
+        Value a, b;
+        if (m.starts) {
+          a = e.toIndex(e.load(m.starts, {head, slot}));
+          b = e.toIndex(e.load(m.starts, {head, e.add(slot, e.idx(1))}));
+        } else {
+          a = e.load(m.start, {head, slot});
+          b = e.load(m.end, {head, slot});
+        }
         Value n = e.sub(b, a);
         // Pivot: the largest score, ties to the newest; and the score sum.
         Value ninf = e.flt(-std::numeric_limits<double>::infinity(), f32);
@@ -571,9 +658,9 @@ void lowerMerge(MergeOp op, RewriterBase &rewriter) {
 
 /// The fused per-head region: one parallel iteration per KV head sweeps its
 /// keys in token order for the adjacent similarities, selects the merge
-/// sets, and merges slot after slot in token order; every K/V row of the
-/// head is streamed from memory in order (a set's rows are revisited while
-/// they are in cache).
+/// sets (the scan writes where each slot starts), and merges slot after slot
+/// in token order; every K/V row of the head is streamed from memory in
+/// order (a set's rows are revisited while they are in cache).
 void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
   Emitter e(rewriter, op.getLoc());
   Value keys = e.toBuffer(op.getKeys());
@@ -588,13 +675,11 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
       e, keys, values, e.toBuffer(op.getScores()), kt,
       elementType(op.getValues()),
       llvm::to_vector(TypeRange(op->getResultTypes()).take_front(5)), capacity,
-      op.getSigmaOrDefault());
+      op.getSigmaOrDefault(), /*slotStarts=*/true);
   Value h = e.dim(keys, 0);
   Value links = e.maxS(e.sub(m.l, e.idx(1)), e.idx(0));
   Value sim = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
                       e.b.getF32Type(), {h, links});
-  m.slots = e.alloc({ShapedType::kDynamic, ShapedType::kDynamic},
-                    e.b.getI32Type(), {h, m.l});
   m.lengths = e.allocLike(op.getLengths().getType(), {h});
   Value scratch = allocScanScratch(e, h, m.l);
   // Slots of a head are merged one after another: one accumulation row per
@@ -611,19 +696,17 @@ void lowerFusedMerge(FusedMergeOp op, RewriterBase &rewriter) {
       op.getMode() == MergeMode::threshold, op.getEps().convertToDouble()};
   p.heavy = op.getHeavy();
   p.scores = m.scores;
+  allocMergeSetsScratch(e, p, h, m.l);
   e.parallel({e.idx(0)}, {h}, [&](Emitter &e, ValueRange ivs) {
     Value head = ivs[0];
     e.parallel({e.idx(0)}, {links}, [&](Emitter &e, ValueRange t) {
       e.store(emitLinkSimilarity(e, keys, m.d, head, t[0]), sim,
               {head, t[0]});
     });
-    emitMergeSetsHead(e, head, m.l, sim, m.slots, m.lengths, scratch, p);
-    e.forLoop(e.idx(0), capacity, [&](Emitter &e, Value s) {
-      e.store(e.idx(0), m.start, {head, s});
-      e.store(e.idx(0), m.end, {head, s});
-    });
-    e.forLoop(e.idx(0), m.l,
-              [&](Emitter &e, Value t) { emitSlotRange(e, m, head, t); });
+    // The scan writes where each slot starts (no slot map, no pass over the
+    // tokens to find the slots' ranges).
+    emitMergeSetsHead(e, head, m.l, sim, SlotOutput{{}, m.starts}, m.lengths,
+                      scratch, p);
     e.forLoop(e.idx(0), capacity,
               [&](Emitter &e, Value s) { emitMergeSlot(e, m, head, s); });
   });
@@ -790,8 +873,15 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
         [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
           Value logit = logitOf(e, j, i, h, t);
           Value m = e.fmax(st[0], logit);
-          Value corr = e.exp(e.fsub(st[0], m));
-          Value p = e.exp(e.fsub(logit, m));
+          // One exp per slot: of the rescale exp(max_old - max) and the
+          // weight exp(logit - max), one is exp(0) = 1 and the other
+          // exp(-|logit - max_old|).
+          Value grows = e.fcmp(arith::CmpFPredicate::OGT, logit, st[0]);
+          Value x = e.exp(e.select(grows, e.fsub(st[0], logit),
+                                   e.fsub(logit, st[0])));
+          Value one = e.flt(1.0, ct);
+          Value corr = e.select(grows, x, one);
+          Value p = e.select(grows, one, x);
           if (mask) {
             // Only -inf logits so far (masked slots): nothing to rescale.
             Value none = e.fcmp(arith::CmpFPredicate::OEQ, m, ninfC);

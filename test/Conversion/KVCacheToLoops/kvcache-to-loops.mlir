@@ -38,13 +38,18 @@ func.func @similarity(%k: tensor<2x16x40xf16>) -> tensor<2x15xf32> {
 // Merge-set identification: per head, the weakest links are found by a
 // 32-step bitwise search on order-preserving keys (each step a parallel
 // count, scf.reduce), ties by a 31-step rank search; then a two-level scan
-// writes the slot map. Threshold mode first counts links below eps.
+// writes the slot map. Threshold mode first counts links below eps. The
+// keys are computed once per head into an i32 scratch the counts read.
 // CHECK-LABEL: func @merge_sets
 // CHECK-DAG: %[[C31:.*]] = arith.constant 31 : index
 // CHECK-DAG: %[[C32:.*]] = arith.constant 32 : index
+// CHECK: %[[KEYS:.*]] = memref.alloc() : memref<2x16xi32>
 // CHECK: scf.parallel (%[[HEAD:.*]]) =
-// CHECK:   scf.parallel {{.*}} init (%{{.*}}) -> i32
+// CHECK:   scf.for
 // CHECK:     arith.bitcast {{.*}} : f32 to i32
+// CHECK:     memref.store {{.*}}, %[[KEYS]]
+// CHECK:   scf.parallel {{.*}} init (%{{.*}}) -> i32
+// CHECK:     memref.load %[[KEYS]]
 // CHECK:     arith.cmpi ult
 // CHECK:     scf.reduce
 // CHECK:       arith.addi
