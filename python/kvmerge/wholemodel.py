@@ -240,7 +240,9 @@ class _IREERunner:
     def run(self, function: str, *inputs) -> List[np.ndarray]:
         outs = getattr(self.module, function)(*inputs)
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-        return [np.asarray(o) for o in outs]
+        # Copies: an IREE result maps device memory that is released with it; the
+        # Generator keeps caches across calls.
+        return [np.array(o, copy=True) for o in outs]
 
 
 @dataclasses.dataclass
