@@ -41,7 +41,9 @@ ROWS = [S(kind=k, impl=i, tokens=1 if "decode" in k else 16)
     S(kind="layer_prefill", impl="sdpa", shape="smollm2", tokens=128),
     S(kind="layer_decode", impl="eager", shape="smollm2", cache=128, tokens=1),
     S(kind="layer_prefill", impl="eager", dynamic=True),
-] + [S(family=f, kind=k, impl=i, tokens=1 if "decode" in k else 16)
+] + [S(kind=k, impl=i, shape=sh, tokens=1 if "decode" in k else 16)
+     for sh in ("mha", "mqa", "odd")
+     for k, i in (("layer_prefill", "eager"), ("layer_decode", "sdpa"))] + [S(family=f, kind=k, impl=i, tokens=1 if "decode" in k else 16)
      for f in ("qwen2", "mistral", "qwen3", "gemma", "gemma2", "granite", "phi3", "olmo2")
      for k, i in (("layer_prefill", "eager"), ("layer_decode", "sdpa"))]
 

@@ -30,12 +30,20 @@ __all__ = ["Spec", "build", "export", "reference", "capture", "strip_resources",
            "kvmerge_opt", "raise_and_run", "rel_error", "check"]
 
 #: Model shapes: ``tiny`` for committed lit inputs (small weights), ``smollm2`` = SmolLM2-135M's
-#: attention (hidden 576, 9 query / 3 KV heads, head_dim 64).
+#: attention (hidden 576, 9 query / 3 KV heads, head_dim 64); ``mha`` (no GQA: ``repeat_kv`` is
+#: the identity), ``mqa`` (one KV head) and ``odd`` (G = 3, head_dim 24: not a multiple of the
+#: vector width, scale 1/sqrt(24)).
 SHAPES = {
     "tiny": dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                  intermediate_size=96),
     "smollm2": dict(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
                     intermediate_size=1536),
+    "mha": dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4, head_dim=16,
+                intermediate_size=96),
+    "mqa": dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
+                intermediate_size=96),
+    "odd": dict(hidden_size=96, num_attention_heads=6, num_key_value_heads=2, head_dim=24,
+                intermediate_size=96),
 }
 
 

@@ -75,6 +75,10 @@ NUMERIC = [
     # SmolLM2-135M's attention shapes: hidden 576, 9 query / 3 KV heads, head_dim 64.
     fe.Spec(kind="layer_prefill", impl="sdpa", shape="smollm2", tokens=128),
     fe.Spec(kind="layer_decode", impl="eager", shape="smollm2", cache=128, tokens=1),
+    # Head layouts: no GQA (repeat_kv is the identity), one KV head, head_dim 24.
+    fe.Spec(kind="layer_prefill", impl="eager", shape="mha"),
+    fe.Spec(kind="layer_decode", impl="sdpa", shape="mqa", tokens=1),
+    fe.Spec(kind="layer_prefill", impl="sdpa", shape="odd"),
 ]
 
 
@@ -93,6 +97,19 @@ def test_granite_compressed_cache_is_scored_at_the_model_scale():
     cache is compressed with scores at that scale (kvmerge.reference at scale 0.2)."""
     row = fe.check(fe.Spec(family="granite", kind="layer_prefill", impl="eager"))
     assert "scale = 0.2," in row["raised"], row["raised"]
+    assert row["full_err"] <= 1e-5 and row["out_err"] <= 1e-5, row
+    ok, err = row["cache"]
+    assert ok and err <= 1e-5, row
+
+
+@pytest.mark.parametrize("shape", ["mha", "mqa", "odd"])
+def test_head_layouts_are_raised_and_compressed(shape):
+    """No GQA, one KV head, head_dim 24: raised with the right group, the prefill cache compressed
+    equal to kvmerge.reference on the module's own K/V, the layer output unchanged."""
+    cfg = fe.SHAPES[shape]
+    row = fe.check(fe.Spec(kind="layer_prefill", impl="eager", shape=shape))
+    group = cfg["num_attention_heads"] // cfg["num_key_value_heads"]
+    assert f"raised attention (G = {group}," in row["raised"], row["raised"]
     assert row["full_err"] <= 1e-5 and row["out_err"] <= 1e-5, row
     ok, err = row["cache"]
     assert ok and err <= 1e-5, row
