@@ -14,7 +14,7 @@ time should follow the number of slots. GB/s = K + V bytes of the valid slots re
 time. The compiled attention is checked against kvmerge.reference.attention on each cache.
 
     .venv/bin/python bench/bench_decode.py [--lengths 4096 16384 65536] [--budgets 0.5 0.35]
-        [--groups 8 4] [--threads 1 2] [--reps 15] [--rounds 2]
+        [--groups 8 4] [--threads 1 2] [--reps 15] [--rounds 2] [--baseline BUILD_DIR]
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="also time every kernel with that build's kvmerge-run (e.g. a checkout of an "
+                         "older commit), interleaved with the others: columns 'baseline full/compressed (ms)'")
     opts = ap.parse_args()
 
     Hq, D, dt = opts.heads, 128, np.float16
@@ -65,6 +68,8 @@ def main() -> int:
                 module = compiled.attention_module((Hq, 1, D), ck.shape, cv.shape, np.dtype(dt),
                                                    count_bias=False, scale=None)
                 kernels[name] = (module, "attention", [q[:, None, :], ck, cv, ln, cnt], 1, "")
+                if opts.baseline:
+                    kernels[("base", name)] = kernels[name] + (opts.baseline,)
             for th in opts.threads:
                 t = benchlib.time_interleaved(kernels, threads=th, reps=opts.reps, rounds=opts.rounds)
                 for name in kernels:
@@ -75,6 +80,7 @@ def main() -> int:
                     tf, tc = times[("full", th)], times[(r, th)]
                     valid = int(caches[r][2].sum())
                     rows.append(dict(G=G, Hkv=Hkv, L=L, r=r, B=B, th=th, tf=tf, tc=tc,
+                                     bf=times.get((("base", "full"), th)), bc=times.get((("base", r), th)),
                                      gf=2 * Hkv * L * D * 2 / tf / 1e6, gc=2 * valid * D * 2 / tc / 1e6))
                     print(f"  {Hq}:{Hkv} L={L} r={r} threads={th}: full {tf:.3f} ms, compressed {tc:.3f} ms",
                           file=sys.stderr, flush=True)
@@ -82,13 +88,15 @@ def main() -> int:
     print(f"\nDecode attention, one token, f16, D={D}, Hq={Hq} (median of {opts.reps} calls, best of "
           f"{opts.rounds} processes)")
     print(f"machine: {benchlib.machine()}; load average before: {load_before}, after: {benchlib.load_text()}\n")
+    base_h = " baseline full (ms) | baseline compressed (ms) | full vs baseline |" if opts.baseline else ""
     print("| GQA | L | budget | slots B | threads | full (ms) | compressed (ms) | time ratio | budget ratio B/L "
-          "| time ratio / budget ratio | full GB/s | compressed GB/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| time ratio / budget ratio | full GB/s | compressed GB/s |" + base_h)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if opts.baseline else ""))
     for x in rows:
         tr, br = x["tc"] / x["tf"], x["B"] / x["L"]
+        base = (f" {x['bf']:.3f} | {x['bc']:.3f} | {x['bf'] / x['tf']:.2f}x |" if opts.baseline else "")
         print(f"| {opts.heads}:{x['Hkv']} ({x['G']}:1) | {x['L']} | {x['r']} | {x['B']} | {x['th']} | {x['tf']:.3f} "
-              f"| {x['tc']:.3f} | {tr:.3f} | {br:.3f} | {tr / br:.2f} | {x['gf']:.1f} | {x['gc']:.1f} |")
+              f"| {x['tc']:.3f} | {tr:.3f} | {br:.3f} | {tr / br:.2f} | {x['gf']:.1f} | {x['gc']:.1f} |" + base)
     print("\nGB/s = bytes of the valid K and V rows / time (each row is read once per query head of its group).")
     return 0
 
