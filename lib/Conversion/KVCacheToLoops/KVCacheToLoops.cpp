@@ -858,51 +858,87 @@ void lowerAttention(AttentionOp op, RewriterBase &rewriter) {
     }
     return logit;
   };
-  e.parallel({e.idx(0), e.idx(0)}, {hq, lq}, [&](Emitter &e, ValueRange ivs) {
-    Value j = ivs[0], i = ivs[1];
-    Value h = e.divu(j, group);
+  // One parallel iteration per (KV head, query). Its visible slots are
+  // walked in blocks of kSlotBlock, and each block serves the G query heads
+  // of the group in turn, so a block of K and V rows is read from memory once
+  // for the group and reused from cache. Per query head, a blocked online
+  // softmax: the block's logits (kept in a row on the stack) and their max,
+  // one rescale of the normalizer and the accumulator by
+  // exp(max_old - max), then the block's weights exp(logit - max) and their
+  // weighted value rows. The logits, weights and value rows are loops
+  // without a dependency from one slot to the next (LLVM vectorizes them);
+  // only the per-block rescale is sequential. Each head's running max and
+  // normalizer live in `state` between blocks (the kept `stats` when the
+  // scores are asked for).
+  constexpr int64_t kSlotBlock = 64;
+  Value state = stats ? stats
+                      : e.alloc({2, ShapedType::kDynamic, ShapedType::kDynamic},
+                                ct, {hq, lq});
+  e.parallel({e.idx(0), e.idx(0)}, {hkv, lq}, [&](Emitter &e, ValueRange ivs) {
+    Value h = ivs[0], i = ivs[1];
     Value n = visible(e, h, i);
-    Value zero = e.flt(0.0, ct);
-    e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
-      e.store(zero, acc, {j, i, c});
+    Value zero = e.flt(0.0, ct), one = e.flt(1.0, ct);
+    Value first = e.mul(h, group), last = e.add(first, group);
+    e.forLoop(first, last, [&](Emitter &e, Value j) {
+      e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+        e.store(zero, acc, {j, i, c});
+      });
+      e.store(ninfC, state, {e.idx(0), j, i});
+      e.store(zero, state, {e.idx(1), j, i});
     });
-    Value ninf = e.flt(-std::numeric_limits<double>::infinity(), ct);
-    // Online softmax: running max and normalizer, rescaled accumulator.
-    auto mz = e.forLoop(
-        e.idx(0), n, ValueRange{ninf, zero},
-        [&](Emitter &e, Value t, ValueRange st) -> SmallVector<Value> {
-          Value logit = logitOf(e, j, i, h, t);
-          Value m = e.fmax(st[0], logit);
-          // One exp per slot: of the rescale exp(max_old - max) and the
-          // weight exp(logit - max), one is exp(0) = 1 and the other
-          // exp(-|logit - max_old|).
-          Value grows = e.fcmp(arith::CmpFPredicate::OGT, logit, st[0]);
-          Value x = e.exp(e.select(grows, e.fsub(st[0], logit),
-                                   e.fsub(logit, st[0])));
-          Value one = e.flt(1.0, ct);
-          Value corr = e.select(grows, x, one);
-          Value p = e.select(grows, one, x);
-          if (mask) {
-            // Only -inf logits so far (masked slots): nothing to rescale.
-            Value none = e.fcmp(arith::CmpFPredicate::OEQ, m, ninfC);
-            corr = e.select(none, e.flt(1.0, ct), corr);
-            p = e.select(none, e.flt(0.0, ct), p);
-          }
+    Value row =
+        memref::AllocaOp::create(e.b, MemRefType::get({kSlotBlock}, ct));
+    Value block = e.idx(kSlotBlock);
+    e.forLoop(e.idx(0), n, block, [&](Emitter &e, Value t0) {
+      Value cnt = e.sub(e.minS(e.add(t0, block), n), t0);
+      e.forLoop(first, last, [&](Emitter &e, Value j) {
+        Value mOld = e.load(state, {e.idx(0), j, i});
+        Value blockMax = e.forLoop(
+            e.idx(0), cnt, ValueRange{ninfC},
+            [&](Emitter &e, Value u, ValueRange mx) -> SmallVector<Value> {
+              Value logit = logitOf(e, j, i, h, e.add(t0, u));
+              e.store(logit, row, {u});
+              return {e.fmax(mx[0], logit)};
+            })[0];
+        Value m = e.fmax(mOld, blockMax);
+        // Only -inf logits so far (masked slots): no weight, no rescale.
+        Value none = e.fcmp(arith::CmpFPredicate::OEQ, m, ninfC);
+        Value ref = e.select(none, zero, m);
+        Value corr = e.select(none, one, e.exp(e.fsub(mOld, ref)));
+        Value sum = e.forLoop(
+            e.idx(0), cnt, ValueRange{zero},
+            [&](Emitter &e, Value u, ValueRange a) -> SmallVector<Value> {
+              Value p = e.exp(e.fsub(e.load(row, {u}), ref));
+              e.store(p, row, {u});
+              return {e.fadd(a[0], p)};
+            })[0];
+        e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+          e.store(e.fmul(e.load(acc, {j, i, c}), corr), acc, {j, i, c});
+        });
+        e.forLoop(e.idx(0), cnt, [&](Emitter &e, Value u) {
+          Value p = e.load(row, {u});
+          Value t = e.add(t0, u);
           e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
             Value y = e.convert(e.load(v, {h, t, c}), ct);
-            e.store(e.fadd(e.fmul(e.load(acc, {j, i, c}), corr), e.fmul(p, y)),
-                    acc, {j, i, c});
+            e.store(e.fadd(e.load(acc, {j, i, c}), e.fmul(p, y)), acc,
+                    {j, i, c});
           });
-          return {m, e.fadd(e.fmul(st[1], corr), p)};
         });
-    Value empty = e.fcmp(arith::CmpFPredicate::OEQ, mz[1], zero);
-    Value z = e.select(empty, e.flt(1.0, ct), mz[1]);
-    if (stats) {
-      e.store(mz[0], stats, {e.idx(0), j, i});
-      e.store(z, stats, {e.idx(1), j, i});
-    }
-    e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
-      e.store(e.convert(e.fdiv(e.load(acc, {j, i, c}), z), ot), out, {j, i, c});
+        e.store(m, state, {e.idx(0), j, i});
+        e.store(e.fadd(e.fmul(e.load(state, {e.idx(1), j, i}), corr), sum),
+                state, {e.idx(1), j, i});
+      });
+    });
+    e.forLoop(first, last, [&](Emitter &e, Value j) {
+      Value zs = e.load(state, {e.idx(1), j, i});
+      Value empty = e.fcmp(arith::CmpFPredicate::OEQ, zs, zero);
+      Value z = e.select(empty, one, zs);
+      if (stats)
+        e.store(z, stats, {e.idx(1), j, i});
+      e.forLoop(e.idx(0), dv, [&](Emitter &e, Value c) {
+        e.store(e.convert(e.fdiv(e.load(acc, {j, i, c}), z), ot), out,
+                {j, i, c});
+      });
     });
   });
   if (!stats) {

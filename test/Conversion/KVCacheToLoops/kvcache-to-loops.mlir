@@ -111,21 +111,37 @@ func.func @merge(%k: tensor<2x16x8xbf16>, %v: tensor<2x16x8xbf16>, %a: tensor<2x
 
 // -----
 
-// Decode attention: one parallel iteration per (query head, query) (the unit
-// query dimension folds away), online
-// softmax over the valid slots of its KV head (GQA: head / group); f16
-// output accumulates in an f32 buffer.
+// Decode attention: one parallel iteration per (KV head, query) (the unit
+// query dimension folds away). Its valid slots are walked in blocks of 64,
+// each block serving the G query heads of the group in turn (a block of K/V
+// rows read once for the group). Per query head a blocked online softmax:
+// the block's logits on a stack row and their max, one rescale per block,
+// then the weights and the weighted value rows; the running max and
+// normalizer stay in a scratch buffer between blocks. f16 output
+// accumulates in an f32 buffer.
 // CHECK-LABEL: func @attention
 // CHECK: %[[OUT:.*]] = memref.alloc() : memref<4x1x8xf16>
 // CHECK: %[[ACC:.*]] = memref.alloc() : memref<4x1x8xf32>
-// CHECK: scf.parallel (%[[J:.*]]) =
-// CHECK:   arith.divui %[[J]], %{{.*}} : index
-// CHECK:   tensor.extract %{{.*}}[%{{.*}}] : tensor<2xi32>
+// CHECK: %[[STATE:.*]] = memref.alloc() : memref<2x4x1xf32>
+// CHECK: scf.parallel (%[[H:.*]]) =
+// CHECK:   tensor.extract %{{.*}}[%[[H]]] : tensor<2xi32>
 // CHECK:   arith.minsi
-// CHECK:   scf.for {{.*}} -> (f32, f32)
-// CHECK:     math.log
-// CHECK:     math.exp
-// CHECK:     memref.store {{.*}}, %[[ACC]]
+// CHECK:   %[[ROW:.*]] = memref.alloca() : memref<64xf32>
+// CHECK:   scf.for %[[T0:.*]] = %{{.*}} to %{{.*}} step %c64
+// CHECK:     scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step
+// CHECK:       memref.load %[[STATE]][%c0, %[[J]], %c0]
+// CHECK:       scf.for %[[U:[^ ]*]] = {{.*}} -> (f32)
+// CHECK:         %[[T:.*]] = arith.addi %[[T0]], %[[U]]
+// CHECK:         tensor.extract %{{.*}}[%[[H]], %[[T]], %{{.*}}] : tensor<2x16x8xf16>
+// CHECK:         math.log
+// CHECK:         memref.store %{{.*}}, %[[ROW]][%[[U]]]
+// CHECK:         arith.maximumf
+// CHECK:       math.exp
+// CHECK:       scf.for
+// CHECK:         math.exp
+// CHECK:       memref.store {{.*}}, %[[ACC]]
+// CHECK:       memref.store {{.*}}, %[[ACC]]
+// CHECK:       memref.store {{.*}}, %[[STATE]]
 // CHECK:   arith.truncf {{.*}} : f32 to f16
 // CHECK:   memref.store {{.*}}, %[[OUT]]
 func.func @attention(%q: tensor<4x1x8xf16>, %k: tensor<2x16x8xf16>, %v: tensor<2x16x8xf16>,
@@ -181,14 +197,17 @@ func.func @fused_merge(%k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %a: tenso
 // -----
 
 // A boolean mask turns invisible slots into -inf logits (row j / (Hq / Hm));
-// the online softmax skips rescaling while it has seen only -inf.
+// the online softmax neither weights nor rescales while it has seen only
+// -inf (the running max is -inf).
 // CHECK-LABEL: func @masked_attention
 // CHECK-SAME: %[[MASK:[^:]*]]: tensor<2x1x16xi1>
-// CHECK: scf.parallel (%[[J:.*]], %{{.*}}) =
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}) =
+// CHECK: memref.load %{{.*}}[%c0, %[[J:[^,]*]], %{{.*}}]
 // CHECK: %[[ROW:.*]] = arith.divui %[[J]], %c2
 // CHECK: %[[VIS:.*]] = tensor.extract %[[MASK]][%[[ROW]], %c0, %{{.*}}] : tensor<2x1x16xi1>
 // CHECK: %[[LOGIT:.*]] = arith.select %[[VIS]], %{{.*}}, %[[NINF:.*]] : f32
-// CHECK: %[[MAX:.*]] = arith.maximumf %{{.*}}, %[[LOGIT]]
+// CHECK: arith.maximumf %{{.*}}, %[[LOGIT]]
+// CHECK: %[[MAX:.*]] = arith.maximumf
 // CHECK: %[[NONE:.*]] = arith.cmpf oeq, %[[MAX]], %[[NINF]]
 // CHECK: arith.select %[[NONE]]
 func.func @masked_attention(%q: tensor<4x2x8xf32>, %k: tensor<2x16x8xf32>, %v: tensor<2x16x8xf32>, %m: tensor<2x1x16xi1>) -> tensor<4x2x8xf32> {
