@@ -145,6 +145,10 @@ void kvmerge::buildLowerToLLVMPipeline(OpPassManager &pm,
   // that would recompute them (an RMSNorm into the next matmul). Runs after
   // raising, which needs the Q/K/V tensors fusion would fold away.
   pm.addPass(createKVMergeFuseElementwise());
+  // Matmuls and norms summed in vector lanes with FMAs (not kvcache ops:
+  // their own loops below keep their orders).
+  if (options.reassociateReductions)
+    pm.addPass(createKVMergeReassociateReductions());
 
   // kvcache on tensors -> loops on buffers, each distinct op once (after
   // folding the compressions that are identities).

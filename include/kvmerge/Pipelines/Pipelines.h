@@ -23,6 +23,14 @@ struct LowerToLLVMOptions
                      "a JIT or C caller can call them with memref "
                      "descriptors"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> reassociateReductions{
+      *this, "reassociate-reductions",
+      llvm::cl::desc("Let the float reductions of linalg.generic ops (a "
+                     "model's matmuls and norms) be reassociated and "
+                     "contracted, so LLVM vectorizes them "
+                     "(kvmerge-reassociate-reductions); false keeps the "
+                     "source order"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fuseMerge{
       *this, "fuse-merge",
       llvm::cl::desc("Fuse similarity, merge sets and merge into one region "

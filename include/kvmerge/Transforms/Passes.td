@@ -58,6 +58,29 @@ def KVMergeGenerateToLinalg : Pass<"kvmerge-generate-to-linalg"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def KVMergeReassociateReductions
+    : Pass<"kvmerge-reassociate-reductions"> {
+  let summary = "Let the float reductions of linalg.generic ops be "
+                "reassociated and contracted";
+  let description = [{
+    Sets `fastmath<reassoc, contract>` on the floating-point arith ops in
+    the body of every `linalg.generic` that has a reduction iterator (the
+    matmuls, matrix-vector products and norms a frontend emits). Without
+    it, each dot product is a chain of IEEE additions in source order, one
+    per element and each waiting for the last: LLVM may neither vectorize
+    it nor form FMAs, and a model's matmuls run at a fraction of the
+    machine. With it, LLVM sums in vector lanes (a different, usually more
+    accurate, order: like any BLAS).
+
+    Only `linalg.generic` bodies are touched: kvcache ops are lowered
+    later by kvmerge's own loops, whose summation orders (the similarity's
+    exact f64 rule) are part of the contract. The CPU pipeline runs it by
+    default (`reassociate-reductions=false` keeps source order).
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect"];
+}
+
 def KVMergeApproximateMath : Pass<"kvmerge-approximate-math"> {
   let summary = "Expand f32 math.exp into upstream's polynomial approximation";
   let description = [{
