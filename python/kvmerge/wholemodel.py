@@ -96,8 +96,10 @@ def hf_model(model, attn_implementation: str = "sdpa"):
 
 
 def weights_of(hf) -> List[np.ndarray]:
-    """The exported functions' weight arguments, in order (``named_parameters``, tied ones once)."""
-    return [p.detach().numpy() for _, p in hf.named_parameters()]
+    """The exported functions' weight arguments, in order (``named_parameters``, tied ones once),
+    C-contiguous: a model loaded from GGUF has transposed views among its parameters, which every
+    call of a compiled function would otherwise copy (540 MB per SmolLM2 decode step)."""
+    return [np.ascontiguousarray(p.detach().numpy()) for _, p in hf.named_parameters()]
 
 
 class _Prefill:
