@@ -80,10 +80,7 @@ def main() -> int:
     rows = []
     for dtype in opts.dtypes:
         for L in opts.lengths:
-            rng = np.random.default_rng(L)
-            k = benchlib.ar1_keys(rng, H, L, D, dtype)
-            v = rng.standard_normal((H, L, D), dtype=np.float32).astype(dtype)
-            a = rng.random((H, L), dtype=np.float32)
+            k, v, a = benchlib.layer_inputs(H, L, D, dtype, seed=L)
             args = reference.resolve_compress_args(k, v, a, policy="kvmerger", ratio=ratio)
             ref = reference.compress(k, v, a, policy="kvmerger", ratio=ratio)
             module = compiled.compress_module_for(args, k.shape, v.shape, k.dtype)

@@ -93,6 +93,16 @@ def ar1_keys(rng, H: int, L: int, D: int, dtype) -> np.ndarray:
     return k.astype(dtype)
 
 
+
+def layer_inputs(H: int, L: int, D: int, dtype, seed: int):
+    """One layer's cache for the compress benchmarks: AR(1) keys (``ar1_keys``), standard normal
+    values and uniform scores, ``[H, L, D]`` / ``[H, L]``, from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    k = ar1_keys(rng, H, L, D, dtype)
+    v = rng.standard_normal((H, L, D), dtype=np.float32).astype(dtype)
+    a = rng.random((H, L), dtype=np.float32)
+    return k, v, a
+
 def _tt(shape, elt):
     return "tensor<" + "x".join(map(str, shape)) + "x" + elt + ">"
 
